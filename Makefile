@@ -1,0 +1,89 @@
+# dltc: `make demo` runs the chess pipeline against the local replica into DuckDB;
+# `make test` runs every test. Both install what they need on a fresh Debian 12
+# machine (apt packages only if missing, a virtual environment in .venv, the build).
+
+PYTHON   ?= python3
+VENV     := .venv
+VPY      := $(VENV)/bin/python
+BUILD    := build/release
+ASAN     := build/asan
+ASAN_SITE := build/asan-site
+SUDO     := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+APT_PKGS := gcc make pkg-config python3-dev python3-venv libcurl4-openssl-dev \
+            nginx-light libnginx-mod-http-echo openssl wrk \
+            clang libclang-rt-14-dev clang-tidy cppcheck clang-format
+
+SOURCES := $(shell find csrc src tests/c tests/fuzz -type f \( -name '*.c' -o -name '*.h' -o -name '*.py' -o -name '*.pyi' -o -name 'meson.build' \) 2>/dev/null) meson.build meson.options pyproject.toml
+
+.PHONY: all setup build build-asan test test-c test-py test-asan demo bench clean lint fuzz
+all: build
+
+# ---- set-up -------------------------------------------------------------------
+
+.stamp-apt: Makefile
+	@missing=""; for p in $(APT_PKGS); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "apt: installing$$missing"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
+	fi
+	@touch $@
+
+$(VENV)/.stamp-deps: .stamp-apt pyproject.toml
+	[ -x $(VPY) ] || $(PYTHON) -m venv $(VENV)
+	$(VPY) -m pip install -q --upgrade pip
+	$(VPY) -m pip install -q meson-python meson ninja
+	$(VPY) -m pip install -q --no-build-isolation -Cbuild-dir=$(BUILD) '.[test]'
+	@touch $@
+
+setup: $(VENV)/.stamp-deps
+
+# ---- build --------------------------------------------------------------------
+
+$(VENV)/.stamp-build: $(VENV)/.stamp-deps $(SOURCES)
+	$(VPY) -m pip install -q --no-build-isolation --no-deps -Cbuild-dir=$(BUILD) .
+	@touch $@
+
+build: $(VENV)/.stamp-build
+
+# The ASan+UBSan build: the same meson project in its own build dir, and a package
+# tree of symlinks (Python sources + the sanitized extension) put first on PYTHONPATH.
+$(ASAN)/build.ninja: $(VENV)/.stamp-deps
+	PATH=$(CURDIR)/$(VENV)/bin:$$PATH meson setup $(ASAN) -Dsanitize=true -Dbuildtype=debug -Doptimization=1 --wipe >/dev/null 2>&1 || \
+	PATH=$(CURDIR)/$(VENV)/bin:$$PATH meson setup $(ASAN) -Dsanitize=true -Dbuildtype=debug -Doptimization=1
+
+build-asan: $(ASAN)/build.ninja
+	PATH=$(CURDIR)/$(VENV)/bin:$$PATH ninja -C $(ASAN) >/dev/null
+	@rm -rf $(ASAN_SITE) && mkdir -p $(ASAN_SITE)/dltc
+	@for f in src/dltc/*; do case $$f in *_native.c|*__pycache__) ;; *) ln -s $(CURDIR)/$$f $(ASAN_SITE)/dltc/ ;; esac; done
+	@ln -s $(CURDIR)/$$(ls $(ASAN)/_native*.so) $(ASAN_SITE)/dltc/
+
+ASAN_ENV := PYTHONPATH=$(CURDIR)/$(ASAN_SITE) \
+            LD_PRELOAD=$$(gcc -print-file-name=libasan.so) \
+            ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 \
+            UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+            DLTC_EXPECT_ASAN=1
+
+# ---- tests --------------------------------------------------------------------
+
+test-c: build build-asan
+	PATH=$(CURDIR)/$(VENV)/bin:$$PATH meson test -C $(BUILD) --print-errorlogs -q
+	ASAN_OPTIONS=detect_leaks=1 PATH=$(CURDIR)/$(VENV)/bin:$$PATH meson test -C $(ASAN) --print-errorlogs -q
+
+test-py: build
+	$(VPY) -m pytest -q
+
+test-asan: build-asan
+	$(ASAN_ENV) $(VPY) -m pytest -q -p no:cacheprovider
+
+test: test-c test-py test-asan
+
+# ---- the main job ---------------------------------------------------------------
+
+demo: build
+	$(VPY) -m dltc.demo
+
+clean:
+	rm -rf build $(VENV) .stamp-apt
