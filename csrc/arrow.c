@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/mman.h>
 
 /* ---- allocation hooks --------------------------------------------------------- */
 
@@ -113,7 +114,29 @@ static int is_string_type(int type) { return type == DLTC_T_TEXT || type == DLTC
 
 /* ---- buffers ------------------------------------------------------------------ */
 
+/* Buffers of BIG_BUF bytes or more are mapped pages (64-byte aligned for free) and
+ * grow with mremap: no copy and no re-faulting of pages already written. Smaller
+ * ones come from posix_memalign. A buffer's capacity says which kind it is. */
 #define BUF_MAX ((size_t)1 << 40)
+#define BIG_BUF ((size_t)256 << 10)
+
+static uint8_t *buf_alloc(size_t cap) {
+  if (cap < BIG_BUF)
+    return aligned_alloc64(cap);
+  if (alloc_should_fail())
+    return NULL;
+  void *p = mmap(NULL, cap, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  return p == MAP_FAILED ? NULL : p;
+}
+
+static void buf_release(uint8_t *p, size_t cap) {
+  if (!p)
+    return;
+  if (cap < BIG_BUF)
+    dltc__free(p);
+  else
+    munmap(p, cap);
+}
 
 int dltc__buf_reserve(struct dltc_buf *b, size_t extra, struct dltc_error *err) {
   if (b->cap - b->len >= extra && b->data)
@@ -121,23 +144,37 @@ int dltc__buf_reserve(struct dltc_buf *b, size_t extra, struct dltc_error *err) 
   if (extra > BUF_MAX - b->len)
     return dltc_error_set(err, DLTC_ELIMIT, "buffer would exceed %zu bytes", (size_t)BUF_MAX);
   size_t need = b->len + extra;
-  size_t cap = b->cap ? b->cap : 64;
+  size_t cap = b->cap ? b->cap : (b->hint > 64 ? b->hint : 64);
   while (cap < need)
     cap *= 2;
   cap = (cap + 63) & ~(size_t)63;
-  uint8_t *p = aligned_alloc64(cap);
-  if (!p)
-    return dltc_error_set(err, DLTC_ENOMEM, "out of memory (buffer of %zu bytes)", cap);
-  if (b->len)
-    memcpy(p, b->data, b->len);
-  dltc__free(b->data);
+  if (cap >= BIG_BUF)
+    cap = (cap + 4095) & ~(size_t)4095;
+  uint8_t *p;
+  if (b->data && b->cap >= BIG_BUF) {
+    if (alloc_should_fail())
+      p = NULL;
+    else {
+      void *q = mremap(b->data, b->cap, cap, MREMAP_MAYMOVE);
+      p = q == MAP_FAILED ? NULL : q;
+    }
+    if (!p)
+      return dltc_error_set(err, DLTC_ENOMEM, "out of memory (buffer of %zu bytes)", cap);
+  } else {
+    p = buf_alloc(cap);
+    if (!p)
+      return dltc_error_set(err, DLTC_ENOMEM, "out of memory (buffer of %zu bytes)", cap);
+    if (b->len)
+      memcpy(p, b->data, b->len);
+    buf_release(b->data, b->cap);
+  }
   b->data = p;
   b->cap = cap;
   return 0;
 }
 
 void dltc__buf_free(struct dltc_buf *b) {
-  dltc__free(b->data);
+  buf_release(b->data, b->cap);
   b->data = NULL;
   b->len = b->cap = 0;
 }
@@ -376,6 +413,9 @@ int dltc_batch_new(struct dltc_col *cols, size_t ncols, int64_t nrows, struct dl
     memset(&s->validity, 0, sizeof s->validity);
     memset(&s->values, 0, sizeof s->values);
     memset(&s->data, 0, sizeof s->data);
+    s->validity.hint = d->validity.cap;
+    s->values.hint = d->values.cap;
+    s->data.hint = d->data.cap;
     s->length = s->null_count = 0;
   }
   *out = b;
@@ -402,6 +442,7 @@ int64_t dltc_batch_rows(const struct dltc_batch *b) { return b->nrows; }
 /* A child array's private data: its three buffers and the pointer table. */
 struct child_priv {
   uint8_t *bufs[3];
+  size_t caps[3];
   const void *ptrs[3];
 };
 
@@ -410,7 +451,7 @@ static void child_release(struct ArrowArray *a) {
     return;
   struct child_priv *p = a->private_data;
   for (int i = 0; i < 3; i++)
-    dltc__free(p->bufs[i]);
+    buf_release(p->bufs[i], p->caps[i]);
   dltc__free(p);
   a->release = NULL;
 }
@@ -435,11 +476,14 @@ static void struct_release(struct ArrowArray *a) {
   a->release = NULL;
 }
 
-/* Steal buf's data (or a fresh zeroed 64-byte block if it has none). NULL on ENOMEM. */
-static uint8_t *take_buf(struct dltc_buf *b) {
+/* Steal buf's data (or a fresh zeroed 64-byte block if it has none); its capacity
+ * in *cap. NULL on ENOMEM. */
+static uint8_t *take_buf(struct dltc_buf *b, size_t *cap) {
   uint8_t *p = b->data;
+  *cap = b->cap;
   if (!p) {
     p = aligned_alloc64(64);
+    *cap = 64;
     if (p)
       memset(p, 0, 64);
   }
@@ -464,19 +508,26 @@ static int child_fill(struct ArrowArray *a, struct dltc_col *c, int type, int64_
       memset(c->values.data, 0, 4);
       c->values.len = 4;
     }
-    p->bufs[0] = take_buf(&c->validity);
-    p->bufs[1] = take_buf(&c->values);
+    p->bufs[0] = take_buf(&c->validity, &p->caps[0]);
+    p->bufs[1] = take_buf(&c->values, &p->caps[1]);
     if (nb == 3)
-      p->bufs[2] = take_buf(&c->data);
+      p->bufs[2] = take_buf(&c->data, &p->caps[2]);
     a->null_count = c->null_count;
   } else {
     size_t vbytes = (size_t)((nrows + 7) >> 3);
     size_t w = type_width(type);
     size_t valbytes = w ? w * (size_t)(nrows + (is_string_type(type) ? 1 : 0)) : vbytes;
-    p->bufs[0] = aligned_alloc64(vbytes);
-    p->bufs[1] = aligned_alloc64(valbytes);
+    p->caps[0] = (vbytes + 63) & ~(size_t)63;
+    p->caps[1] = (valbytes + 63) & ~(size_t)63;
+    p->caps[2] = 64;
+    if (p->caps[0] >= BIG_BUF)
+      p->caps[0] = (p->caps[0] + 4095) & ~(size_t)4095;
+    if (p->caps[1] >= BIG_BUF)
+      p->caps[1] = (p->caps[1] + 4095) & ~(size_t)4095;
+    p->bufs[0] = buf_alloc(p->caps[0]);
+    p->bufs[1] = buf_alloc(p->caps[1]);
     if (nb == 3)
-      p->bufs[2] = aligned_alloc64(64);
+      p->bufs[2] = buf_alloc(64);
     if (p->bufs[0])
       memset(p->bufs[0], 0, vbytes ? vbytes : 1);
     if (p->bufs[1])
@@ -502,7 +553,7 @@ static int child_fill(struct ArrowArray *a, struct dltc_col *c, int type, int64_
   return 0;
 fail:
   for (int i = 0; i < 3; i++)
-    dltc__free(p->bufs[i]);
+    buf_release(p->bufs[i], p->caps[i]);
   dltc__free(p);
   return rc;
 }

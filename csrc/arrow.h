@@ -95,6 +95,7 @@ struct dltc_buf {
   uint8_t *data;
   size_t len;
   size_t cap;
+  size_t hint; /* capacity to start with (the last batch's), 0: small */
 };
 
 /* Builder of one Arrow column. Storage by type:
