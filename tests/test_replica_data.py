@@ -308,6 +308,7 @@ def test_shared_games_in_both_archives(data, games):
 def test_load_games_helpers(data, games):
     out, meta = data
     allg = gen.load_games(str(out))
+    assert gen.load_uuids(str(out)) == set(allg) and len(allg) == meta["games"]
     assert set(allg) == {g["uuid"] for _u, _m, g in games}
     u = meta["players"][0]
     mine = gen.load_games(str(out), players=[u.upper()], start_month="2024/02", end_month="2024/02")
