@@ -25,7 +25,7 @@ BASE = "{{BASE}}"  # replaced by the server with its base URL (profiles and arch
 API = "https://api.chess.com"  # game bodies keep the real API host, as recorded
 WEB = "https://www.chess.com"
 MAX_MONTHS = 240
-MAX_PLAYERS = 1 << 22
+MAX_PLAYERS = 1 << 19
 MONTH_CAP = 1500  # most games one player has in one month
 TOP_SHARE = 0.02  # share of players with 500-1,500 games a month
 
@@ -506,7 +506,7 @@ class _Builder:
         oi = bisect.bisect_left(_OUT_CUM, rnd())
         wres, bres, winner, term, res, _ow = OUTCOMES[oi]
         if daily:
-            start = end_time - 3600 - int(rnd() * base * full * 0.5)
+            start = end_time - 3600 - int(rnd() * base * full * 0.15)
         else:
             start = end_time - int(plies * (base + 40 * inc) / 80.0 * (0.5 + rnd())) - 5
         # rules and setup
@@ -618,7 +618,8 @@ NODE_EXT, NODE_SHARED, NODE_ADVANCE = 0, 1, 2
 
 
 def _node(kind: int, p: int, mi: int, j: int) -> int:
-    return (kind << 46) | (p << 24) | (mi << 16) | j
+    """A game's unique 40-bit key (uuid node, url id): kind 2 | player 19 | month 8 | j 11."""
+    return (kind << 38) | (p << 19) | (mi << 11) | j
 
 
 class _Plan:
@@ -957,7 +958,7 @@ def advance(data_dir: str, games: int = 1, seed: int | None = None) -> dict[str,
     for _ in range(games):
         t += 1 + int(r.random() * max_step)
         p = plan_players[bisect.bisect_left(cum, r.random())]
-        node = (NODE_ADVANCE << 46) | counter
+        node = (NODE_ADVANCE << 38) | counter
         counter += 1
         tci = bisect.bisect_left(p.tc_cum, r.random())
         cls = TIME_CONTROLS[tci][0]
