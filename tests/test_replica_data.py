@@ -12,6 +12,8 @@ import importlib
 import json
 import os
 import statistics
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -334,6 +336,22 @@ def test_deterministic_and_seed_sensitive(tmp_path):
     gen.generate(str(a), seed=3, players=5, months=1, now="2024-05-20")
     gen.generate(str(a), seed=3, **args)
     assert _tree(a) == tb
+
+
+def test_cli_matches_in_process_whatever_the_hash_seed(tmp_path):
+    """`python -m dltc.replica generate/advance` in fresh processes (other hash seeds) write
+    the same bytes as the in-process calls."""
+    args = ["--players", "8", "--months", "2", "--seed", "6", "--now", "2024-07-03"]
+    for name, hs in (("p1", "1"), ("p2", "12345")):
+        env = dict(os.environ, PYTHONHASHSEED=hs)
+        for cmd in (["generate", *args, "--out", str(tmp_path / name)],
+                    ["advance", "--data", str(tmp_path / name), "--games", "7", "--seed", "3"]):
+            r = subprocess.run([sys.executable, "-m", "dltc.replica", *cmd], env=env,
+                               capture_output=True, text=True, timeout=60)
+            assert r.returncode == 0, r.stderr
+    gen.generate(str(tmp_path / "in"), players=8, months=2, seed=6, now="2024-07-03")
+    gen.advance(str(tmp_path / "in"), games=7, seed=3)
+    assert _tree(tmp_path / "p1") == _tree(tmp_path / "p2") == _tree(tmp_path / "in")
 
 
 def test_bad_arguments(tmp_path):
