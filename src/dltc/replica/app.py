@@ -1,5 +1,5 @@
 """The replica's small HTTP/1.1 app behind nginx (stdlib asyncio, unix socket): the odd
-paths nginx does not serve from files (301 for upper-case names, JSON 404s, empty past
+paths nginx does not serve from files (it reads the served mirror, www/, as nginx does) (301 for upper-case names, JSON 404s, empty past
 months) and, when a fault plan is set, every data request so faults can be injected.
 
 Run as `python -m dltc.replica.app CONFIG.json` by dltc.replica.server; not a public API.
@@ -115,7 +115,7 @@ class App:
         })
 
     def _known(self, user: str) -> bool:
-        return (self.data / "pub" / "player" / user / "profile.json").is_file()
+        return (self.www / "pub" / "player" / f"{user}.json").is_file()
 
     def clean(self, path: str, query: str) -> Response:
         """The answer the real API gives, without faults."""
@@ -127,7 +127,7 @@ class App:
                 "Content-Type": "text/html; charset=utf-8"})
         if m := _PROFILE.match(path):
             user = m.group(1)
-            r = self._file(self.data / "pub" / "player" / user / "profile.json")
+            r = self._file(self.www / "pub" / "player" / f"{user}.json")
             return r or self._404(f'User "{user}" not found.')
         if m := _ARCHIVES.match(path):
             user = m.group(1)
@@ -143,11 +143,11 @@ class App:
                 return self._404(f'Data provider not found for key "{path}"')
             if (y, mo) > self.now_month:
                 return self._404("Date cannot be set in the future")
-            r = self._file(self.data / "pub" / "player" / user / "games" / f"{y:04d}" / f"{mo:02d}.json")
+            r = self._file(self.www / "pub" / "player" / user / "games" / f"{y:04d}" / f"{mo:02d}.json")
             return r or self._ok(b'{"games":[]}')
         if m := _POPUP.match(path):
             user = m.group(1)
-            r = self._file(self.data / "callback" / "user" / "popup" / f"{user}.json")
+            r = self._file(self.www / "callback" / "user" / "popup" / f"{user}.json")
             return r or self._404(f'User "{user}" not found.')
         return self._404(f'Data provider not found for key "{path}"')
 

@@ -163,7 +163,7 @@ class Replica:
                 raise ReplicaError(str(e)) from None
             self.ca_file = str(ca)
             self._ssl_ctx = ssl.create_default_context(cafile=self.ca_file)
-        self._mirror = N.Mirror(self.data_dir, www, self.base_url)
+        self._mirror = N.Mirror(self.data_dir, www, self.base_url, N.gz_store())
         etags = self._mirror.update()
         N.write_etag_map(self.prefix / "etags.map", etags)
 
