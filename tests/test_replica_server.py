@@ -440,3 +440,46 @@ def test_missing_nginx_says_what_to_do(tiny, var, needle):
     p = _cli("serve", "--data", str(tiny), env=env)
     assert p.returncode == 2
     assert p.stderr.count("\n") == 1 and needle in p.stderr and "make setup" in p.stderr
+
+
+def test_fault_mode_clean_answers_match_static_mode(tiny):
+    """With faults on, data goes through the app: same bodies, ETags, gzip and 304."""
+    user = _player_with_months(tiny, 1)
+    path = f"/pub/player/{user}/games/2024/03"
+    with serve(tiny) as api:
+        ref = get(api, path)
+        refz = get(api, path, {"Accept-Encoding": "gzip"})
+    with serve(tiny, faults="seed=1,drift_extra=0") as api:
+        st, h, body = get(api, path)
+        assert (st, body, h["etag"]) == (200, ref[2], ref[1]["etag"])
+        assert h["content-type"] == ref[1]["content-type"]
+        assert h["cache-control"] == "public, max-age=5"
+        st, hz, zbody = get(api, path, {"Accept-Encoding": "gzip"})
+        assert hz["content-encoding"] == "gzip" and gzip.decompress(zbody) == ref[2] == gzip.decompress(refz[2]) and len(zbody) < len(body)
+        assert get(api, path, {"If-None-Match": h["etag"]})[0] == 304
+        assert get(api, f"/pub/player/{user.upper()}")[0] == 301
+        assert get(api, "/pub/player/nosuchplayer")[0] == 404
+        # Drifted bodies get compressed on the fly by nginx.
+    with serve(tiny, faults="seed=1,drift_type=1") as api:
+        st, hz, zbody = get(api, path, {"Accept-Encoding": "gzip"})
+        games = json.loads(gzip.decompress(zbody))["games"]
+        assert hz["content-encoding"] == "gzip"
+        assert all(isinstance(g["white"]["rating"], str) for g in games)
+        assert api.fault_counts()["drift_type"] == 1
+
+
+def test_429_counts_http2_streams(tiny):
+    """limit_conn counts each HTTP/2 stream: 8 multiplexed requests on one connection, 2 pass."""
+    if not shutil.which("curl"):
+        pytest.skip("curl not installed")
+    with serve(tiny, tls=True, latency_ms=300, max_parallel=2) as api:
+        url = f"{api.base_url}/pub/player/{players(tiny)[0]}"
+        p = subprocess.run(["curl", "-s", "--http2", "--cacert", api.ca_file, "--parallel",
+                            "--parallel-max", "8", *(["-o", "/dev/null"] * 8), "-w",
+                            "%{http_version} %{http_code} %{num_connects}\n", *([url] * 8)],
+                           capture_output=True, text=True, timeout=60)
+        rows = [ln.split() for ln in p.stdout.splitlines()]
+        assert len(rows) == 8 and all(r[0] == "2" for r in rows)
+        assert sum(int(r[2]) for r in rows) == 1          # one connection, 8 streams
+        codes = sorted(r[1] for r in rows)
+        assert codes.count("200") == 2 and codes.count("429") == 6, codes

@@ -56,13 +56,14 @@ def etag_matches(if_none_match: str | None, etag: str) -> bool:
 
 
 class Response:
-    __slots__ = ("status", "reason", "body", "headers")
+    __slots__ = ("status", "reason", "body", "headers", "gz")
 
     def __init__(self, status: int, reason: str, body: bytes = b"", headers=None):
         self.status = status
         self.reason = reason
         self.body = body
         self.headers = headers or {}
+        self.gz: Path | None = None       # the mirror's pre-gzipped twin of body, if any
 
 
 class App:
@@ -97,7 +98,9 @@ class App:
         else:
             tag = weak_etag(body)
             self._etags[key] = (st.st_mtime_ns, st.st_size, tag)
-        return self._ok(body, tag)
+        r = self._ok(body, tag)
+        r.gz = path.with_name(path.name + ".gz")
+        return r
 
     def _ok(self, body: bytes, tag: str | None = None) -> Response:
         return Response(200, "OK", body, {
@@ -178,6 +181,14 @@ def _status_fault(kind: str, plan) -> Response | None:
     return None
 
 
+def _accepts_gzip(headers: dict) -> bool:
+    for part in headers.get("accept-encoding", "").lower().split(","):
+        name, _, q = part.strip().partition(";")
+        if name.strip() == "gzip":
+            return q.replace(" ", "") not in ("q=0", "q=0.0", "q=0.00", "q=0.000")
+    return False
+
+
 def _head(resp: Response, length: int, close: bool) -> bytes:
     lines = [f"HTTP/1.1 {resp.status} {resp.reason}"]
     for k, v in resp.headers.items():
@@ -240,11 +251,21 @@ class Server:
             if body is not None:
                 app.counts[kind] += 1
                 resp.body = body
+                resp.gz = None
                 resp.headers["ETag"] = weak_etag(body)
             kind = None
         if resp.status == 200 and etag_matches(inm, resp.headers.get("ETag", "")):
             h = {k: v for k, v in resp.headers.items() if k != "Content-Type"}
             return await self.send(writer, method, Response(304, "Not Modified", b"", h), no_length=True)
+        if resp.status == 200 and resp.gz is not None and _accepts_gzip(headers):
+            # Send the pre-compressed twin, as nginx's gzip_static does; nginx leaves an
+            # encoded body alone. Faults below then cut the compressed bytes.
+            try:
+                resp.body = resp.gz.read_bytes()
+                resp.headers["Content-Encoding"] = "gzip"
+                resp.headers["Vary"] = "Accept-Encoding"
+            except OSError:
+                pass
         if kind in ("reset", "short", "stall") and resp.status == 200 and method != "HEAD" and len(resp.body) > 1:
             app.counts[kind] += 1
             cut = F.cut_point(plan.seed, path, n, len(resp.body))

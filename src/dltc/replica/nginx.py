@@ -352,6 +352,9 @@ http {{
         proxy_set_header Connection "";
         proxy_set_header Host $http_host;
         proxy_buffering off;
+        proxy_buffer_size 64k;
+        proxy_buffers 8 64k;
+        proxy_busy_buffers_size 128k;
         proxy_read_timeout {read_timeout}s;
         proxy_intercept_errors off;
 {data_loc}
