@@ -32,6 +32,8 @@
 struct pending_reject {
   char *path;
   const char *reason;
+  int32_t node; /* the column's node, -1 */
+  int64_t row;  /* row of the node's table the value was in */
 };
 
 struct frame {
@@ -80,7 +82,8 @@ struct parser {
   int npath;
   const char *url;
   size_t url_len;
-  int discard; /* current root record is dropped (discard_row) */
+  int discard;        /* current root record is dropped (discard_row) */
+  const char *vstart; /* start of the value being stored (freeze errors point here) */
 };
 
 /* value kinds reuse enum dltc_type: TEXT, BIGINT, DOUBLE, BOOL, JSON */
@@ -500,6 +503,8 @@ static int add_pending(struct parser *ps, int32_t node, const char *reason, int 
     return fail(ps, DLTC_ENOMEM, "out of memory (rejects)");
   d->pend[d->npend].path = p;
   d->pend[d->npend].reason = reason;
+  d->pend[d->npend].node = node;
+  d->pend[d->npend].row = node >= 0 ? ps->s->tables[ps->s->nodes[node].table].nrows : -1;
   d->npend++;
   return 0;
 }
@@ -528,6 +533,8 @@ static int contract(struct parser *ps, int mode, int32_t node, const char *reaso
       k += lens[i];
     }
     name[k] = '\0';
+    if (ps->vstart && ps->vstart <= ps->p)
+      ps->p = ps->vstart; /* point at the offending value */
     return fail(ps, DLTC_ESCHEMA, "contract violation (%s) on frozen schema: %s", reason, name);
   }
   case DLTC_MODE_DISCARD_ROW: {
@@ -936,11 +943,11 @@ static int parse_object(struct parser *ps, int32_t obj) {
       rc = skip_value(ps);
     if (rc)
       return rc;
-    ps->npath--;
     skip_ws(ps);
     if (UNLIKELY(ps->p >= ps->end))
       return fail(ps, DLTC_EPARSE, "unexpected end of input in object");
     if (*ps->p == ',') {
+      ps->npath--;
       ps->p++;
       skip_ws(ps);
       if (node >= 0) {
@@ -950,6 +957,7 @@ static int parse_object(struct parser *ps, int32_t obj) {
       continue;
     }
     if (*ps->p == '}') {
+      ps->npath--;
       ps->p++;
       ps->depth--;
       return 0;
@@ -1101,16 +1109,17 @@ static int parse_list(struct parser *ps, int32_t node) {
       return rc;
     if ((rc = parse_record(ps, ct, pid, pidn, idx)))
       return rc;
-    ps->npath--;
     skip_ws(ps);
     if (UNLIKELY(ps->p >= ps->end))
       return fail(ps, DLTC_EPARSE, "unexpected end of input in array");
     if (*ps->p == ',') {
+      ps->npath--;
       ps->p++;
       skip_ws(ps);
       continue;
     }
     if (*ps->p == ']') {
+      ps->npath--;
       ps->p++;
       ps->depth--;
       return 0;
@@ -1127,6 +1136,7 @@ static int parse_value(struct parser *ps, int32_t node) {
     return fail(ps, DLTC_EPARSE, "unexpected end of input");
   char c = *ps->p;
   struct dltc_node *nd = &s->nodes[node];
+  ps->vstart = ps->p;
   if (UNLIKELY(nd->json) && c != '"') {
     const char *start = ps->p;
     if ((rc = skip_value(ps)))
@@ -1287,6 +1297,14 @@ static int write_ids(struct parser *ps, struct dltc_table *t, int32_t ti, const 
   return 0;
 }
 
+/* Whether a value of node in row was already rejected in this record. */
+static int rejected(const struct dltc_decoder *d, int32_t node, int64_t row) {
+  for (int i = 0; i < d->npend; i++)
+    if (d->pend[i].node == node && d->pend[i].row == row)
+      return 1;
+  return 0;
+}
+
 /* End the current row of table ti: nulls for columns without a value, and the
  * non-nullable check. */
 static int finish_row(struct parser *ps, int32_t ti) {
@@ -1297,7 +1315,8 @@ static int finish_row(struct parser *ps, int32_t ti) {
     struct dltc_col *col = &t->cols[c];
     if (LIKELY(col->length > row))
       continue;
-    if (UNLIKELY(!t->meta[c].nullable)) {
+    if (UNLIKELY(!t->meta[c].nullable) && !ps->discard && !rejected(ps->d, t->meta[c].node, row)) {
+      ps->vstart = NULL;
       rc = contract(ps, ps->d->mode_data_type, t->meta[c].node, "missing");
       if (rc == STORE_SKIP) {
         ps->d->st.rejects_missing++;
@@ -1451,16 +1470,17 @@ static int parse_records_array(struct parser *ps) {
       return rc;
     if ((rc = root_record(ps)))
       return rc;
-    ps->npath--;
     skip_ws(ps);
     if (UNLIKELY(ps->p >= ps->end))
       return fail(ps, DLTC_EPARSE, "unexpected end of input in array");
     if (*ps->p == ',') {
+      ps->npath--;
       ps->p++;
       skip_ws(ps);
       continue;
     }
     if (*ps->p == ']') {
+      ps->npath--;
       ps->p++;
       ps->depth--;
       return 0;
@@ -1523,16 +1543,17 @@ static int parse_document(struct parser *ps) {
           rc = skip_value(ps);
         if (rc)
           return rc;
-        ps->npath--;
         skip_ws(ps);
         if (ps->p >= ps->end)
           return fail(ps, DLTC_EPARSE, "unexpected end of input in object");
         if (*ps->p == ',') {
+          ps->npath--;
           ps->p++;
           skip_ws(ps);
           continue;
         }
         if (*ps->p == '}') {
+          ps->npath--;
           ps->p++;
           break;
         }
