@@ -1363,7 +1363,10 @@ static int parse_record(struct parser *ps, int32_t ti, const char *pid, size_t p
     if ((rc = parse_object(ps, t->root)))
       return rc;
   } else {
-    int32_t node = fixed_node(ps, ti, (c == '[' && ps->d->child_tables) ? "list" : "value");
+    /* as dlt: a root record that is not an object is {"value": item}; a list inside a
+     * list is a row {"list": item} of the child table */
+    int nested_list = c == '[' && ps->d->child_tables && ps->s->tables[ti].nkey > 0;
+    int32_t node = fixed_node(ps, ti, nested_list ? "list" : "value");
     if (node < 0)
       return ps->err ? ps->err->code : DLTC_ENOMEM;
     if ((rc = parse_value(ps, node)))

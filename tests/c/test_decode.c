@@ -679,6 +679,20 @@ static void test_tables(void) {
   tbl_release(&mt);
   dltc_decoder_free(d);
 
+  /* a root record that is a list is {"value": list} (dlt's wrap_in_dict); a list in a
+   * list is a row {"list": ...} of the child table */
+  d = mk_default();
+  CHECK(feed(d, "[[1,2],[3],{\"a\":[[4,5]]}]", &err) == 0);
+  struct tbl tv, ta, tal;
+  CHECK(take(d, "value", &tv) == 0 && tv.arr.length == 3 && col(&tv, "value") >= 0);
+  CHECK(take(d, "a", &ta) == 0 && ta.arr.length == 1 && ta.schema.n_children == 3);
+  CHECK(take(d, "a\x1flist", &tal) == 0 && tal.arr.length == 2);
+  tbl_release(&tv);
+  CHECK(take(d, "list", &tv) != 0);
+  tbl_release(&ta);
+  tbl_release(&tal);
+  dltc_decoder_free(d);
+
   /* SHAKE128 known answers (FIPS 202 examples) */
   uint8_t out[32];
   dltc__shake128("", 0, out, 32);
