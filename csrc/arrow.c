@@ -373,11 +373,21 @@ void dltc_col_truncate(struct dltc_col *col, int64_t length) {
 
 /* ---- batches -------------------------------------------------------------------- */
 
+/* A batch is immutable once made and reference counted: each exported child array
+ * holds a reference, so streams can share it and consumers release in any order,
+ * from any thread. */
 struct dltc_batch {
   int64_t nrows;
   size_t ncols;
   struct dltc_col *cols; /* moved builders; names owned */
+  long refs;             /* atomic */
 };
+
+/* Stands in for buffers a column never allocated (only when it has 0 rows): a
+ * 0 offset, no valid bits. */
+static const uint8_t zero64[64] __attribute__((aligned(64)));
+
+static void batch_ref(struct dltc_batch *b) { __atomic_add_fetch(&b->refs, 1, __ATOMIC_RELAXED); }
 
 int dltc_batch_new(struct dltc_col *cols, size_t ncols, int64_t nrows, struct dltc_batch **out,
                    struct dltc_error *err) {
@@ -389,6 +399,7 @@ int dltc_batch_new(struct dltc_col *cols, size_t ncols, int64_t nrows, struct dl
   }
   b->nrows = nrows;
   b->ncols = ncols;
+  b->refs = 1;
   b->cols = dltc__calloc(ncols ? ncols : 1, sizeof *b->cols);
   if (!b->cols) {
     rc = dltc_error_set(err, DLTC_ENOMEM, "out of memory (batch)");
@@ -426,7 +437,7 @@ out:
 }
 
 void dltc_batch_free(struct dltc_batch *b) {
-  if (!b)
+  if (!b || __atomic_sub_fetch(&b->refs, 1, __ATOMIC_ACQ_REL) > 0)
     return;
   if (b->cols)
     for (size_t i = 0; i < b->ncols; i++)
@@ -439,8 +450,10 @@ int64_t dltc_batch_rows(const struct dltc_batch *b) { return b->nrows; }
 
 /* ---- export: arrays --------------------------------------------------------------- */
 
-/* A child array's private data: its three buffers and the pointer table. */
+/* A child array's private data: a reference to the batch whose column it shows, or
+ * (a column the batch lacks) its own all-null buffers; and the pointer table. */
 struct child_priv {
+  struct dltc_batch *batch;
   uint8_t *bufs[3];
   size_t caps[3];
   const void *ptrs[3];
@@ -452,6 +465,7 @@ static void child_release(struct ArrowArray *a) {
   struct child_priv *p = a->private_data;
   for (int i = 0; i < 3; i++)
     buf_release(p->bufs[i], p->caps[i]);
+  dltc_batch_free(p->batch);
   dltc__free(p);
   a->release = NULL;
 }
@@ -476,42 +490,21 @@ static void struct_release(struct ArrowArray *a) {
   a->release = NULL;
 }
 
-/* Steal buf's data (or a fresh zeroed 64-byte block if it has none); its capacity
- * in *cap. NULL on ENOMEM. */
-static uint8_t *take_buf(struct dltc_buf *b, size_t *cap) {
-  uint8_t *p = b->data;
-  *cap = b->cap;
-  if (!p) {
-    p = aligned_alloc64(64);
-    *cap = 64;
-    if (p)
-      memset(p, 0, 64);
-  }
-  b->data = NULL;
-  b->len = b->cap = 0;
-  return p;
-}
-
-/* Fill child a from column c (moving its buffers), or as all-null of `type` when c is NULL. */
-static int child_fill(struct ArrowArray *a, struct dltc_col *c, int type, int64_t nrows,
-                      struct dltc_error *err) {
+/* Fill child a from column c of batch b (sharing its buffers, one more reference to
+ * b), or as all-null of `type` when c is NULL. */
+static int child_fill(struct ArrowArray *a, struct dltc_batch *b, const struct dltc_col *c,
+                      int type, int64_t nrows, struct dltc_error *err) {
   struct child_priv *p = dltc__calloc(1, sizeof *p);
   if (!p)
     return dltc_error_set(err, DLTC_ENOMEM, "out of memory (export)");
   int nb = is_string_type(type) ? 3 : 2;
   int rc = 0;
   if (c) {
-    if (is_string_type(type) && c->values.len == 0) {
-      /* zero rows ever appended: offsets must still hold one 0 */
-      if ((rc = dltc__buf_reserve(&c->values, 4, err)))
-        goto fail;
-      memset(c->values.data, 0, 4);
-      c->values.len = 4;
-    }
-    p->bufs[0] = take_buf(&c->validity, &p->caps[0]);
-    p->bufs[1] = take_buf(&c->values, &p->caps[1]);
-    if (nb == 3)
-      p->bufs[2] = take_buf(&c->data, &p->caps[2]);
+    const struct dltc_buf *bufs[3] = {&c->validity, &c->values, &c->data};
+    for (int i = 0; i < nb; i++)
+      p->ptrs[i] = bufs[i]->data ? bufs[i]->data : zero64;
+    p->batch = b;
+    batch_ref(b);
     a->null_count = c->null_count;
   } else {
     size_t vbytes = (size_t)((nrows + 7) >> 3);
@@ -533,14 +526,14 @@ static int child_fill(struct ArrowArray *a, struct dltc_col *c, int type, int64_
     if (p->bufs[1])
       memset(p->bufs[1], 0, valbytes ? valbytes : 1);
     a->null_count = nrows;
+    for (int i = 0; i < nb; i++)
+      if (!p->bufs[i]) {
+        rc = dltc_error_set(err, DLTC_ENOMEM, "out of memory (export)");
+        goto fail;
+      }
+    for (int i = 0; i < nb; i++)
+      p->ptrs[i] = p->bufs[i];
   }
-  for (int i = 0; i < nb; i++)
-    if (!p->bufs[i]) {
-      rc = dltc_error_set(err, DLTC_ENOMEM, "out of memory (export)");
-      goto fail;
-    }
-  for (int i = 0; i < nb; i++)
-    p->ptrs[i] = p->bufs[i];
   a->length = nrows;
   a->offset = 0;
   a->n_buffers = nb;
@@ -560,6 +553,7 @@ fail:
 
 int dltc_batch_export(struct dltc_batch *b, char *const *names, const int *types, size_t n,
                       struct ArrowArray *out, struct dltc_error *err) {
+  out->release = NULL;
   int rc = 0;
   struct ArrowArray tmp;
   memset(&tmp, 0, sizeof tmp);
@@ -588,11 +582,11 @@ int dltc_batch_export(struct dltc_batch *b, char *const *names, const int *types
   struct struct_priv *tp = tmp.private_data;
   for (size_t i = 0; i < n; i++) {
     tp->children[i] = &tp->child_structs[i];
-    struct dltc_col *c = NULL;
+    const struct dltc_col *c = NULL;
     /* columns are append-only: batch column i, if present, is table column i */
     if (i < b->ncols && strcmp(b->cols[i].name, names[i]) == 0 && b->cols[i].type == types[i])
       c = &b->cols[i];
-    if ((rc = child_fill(&tp->child_structs[i], c, types[i], b->nrows, err)))
+    if ((rc = child_fill(&tp->child_structs[i], b, c, types[i], b->nrows, err)))
       goto out;
   }
   *out = tmp;
@@ -605,7 +599,6 @@ out:
   }
   if (tmp.release)
     tmp.release(&tmp);
-  dltc_batch_free(b);
   return rc;
 }
 
@@ -748,6 +741,7 @@ static int stream_get_next(struct ArrowArrayStream *s, struct ArrowArray *out) {
   struct dltc_error err;
   dltc_error_reset(&err);
   int rc = dltc_batch_export(b, p->names, p->types, p->n, out, &err);
+  dltc_batch_free(b); /* the exported array holds its own references */
   if (rc) {
     memcpy(p->last_error, err.msg, sizeof p->last_error);
     return code_to_errno(rc);
@@ -804,4 +798,22 @@ int dltc_stream_new(struct dltc_batch **batches, size_t nb, char *const *names, 
 out:
   stream_priv_free(p);
   return rc;
+}
+
+int dltc_stream_clone(struct ArrowArrayStream *src, struct ArrowArrayStream *out,
+                      struct dltc_error *err) {
+  out->release = NULL;
+  if (!src->release || src->get_next != stream_get_next)
+    return dltc_error_set(err, DLTC_EINVAL, "not a live dltc stream");
+  const struct stream_priv *sp = src->private_data;
+  size_t nb = sp->nb - sp->next;
+  struct dltc_batch **bs = dltc__calloc(nb ? nb : 1, sizeof *bs);
+  if (!bs)
+    return dltc_error_set(err, DLTC_ENOMEM, "out of memory (stream)");
+  for (size_t i = 0; i < nb; i++) {
+    bs[i] = sp->batches[sp->next + i];
+    batch_ref(bs[i]);
+  }
+  /* dltc_stream_new takes the references, also on failure */
+  return dltc_stream_new(bs, nb, sp->names, sp->types, sp->n, out, err);
 }

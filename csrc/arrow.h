@@ -141,7 +141,8 @@ void dltc_col_truncate(struct dltc_col *col, int64_t length);
 
 /* ---- export --------------------------------------------------------------------- */
 
-/* One finished record batch of a table: its columns, moved out of the builders. */
+/* One finished record batch of a table: its columns, moved out of the builders.
+ * Immutable and reference counted (exported arrays and streams share it). */
 struct dltc_batch;
 
 /* Move the ncols builders (all of length nrows) into a new batch; the builders are
@@ -149,12 +150,13 @@ struct dltc_batch;
  * are unchanged. */
 int dltc_batch_new(struct dltc_col *cols, size_t ncols, int64_t nrows, struct dltc_batch **out,
                    struct dltc_error *err);
+/* Drop one reference (the last frees the buffers). Safe on NULL; thread-safe. */
 void dltc_batch_free(struct dltc_batch *b);
 int64_t dltc_batch_rows(const struct dltc_batch *b);
 
-/* Export a batch as a struct array (and fill schema, if not NULL, with its struct
- * schema). Ownership of the buffers moves to *out; b is freed whatever the result.
- * Columns named in `names`/`types` (n entries) that b lacks (added after b was
+/* Export a batch as a struct array whose children share b's buffers (each child
+ * holds a reference to b, so they may be moved out and released in any order); the
+ * caller keeps its own reference. Columns named in `names`/`types` (n entries) that b lacks (added after b was
  * closed) are exported as all-null columns, so every batch of one stream has the
  * same schema. On failure *out and *schema are left released (release == NULL). */
 int dltc_batch_export(struct dltc_batch *b, char *const *names, const int *types, size_t n,
@@ -166,10 +168,18 @@ int dltc_schema_export(char *const *names, const int *types, size_t n, struct Ar
                        struct dltc_error *err);
 
 /* Build a stream over `nb` batches sharing the column list names/types (n
- * entries; copied). Takes ownership of the batches array and each batch, also on
- * failure (they are freed). On success *out is a live stream the consumer
- * releases; get_next hands each batch once, then an empty (released) array. */
+ * entries; copied). Takes ownership of the batches array (dltc__malloc'ed) and one
+ * reference to each batch, also on failure (they are freed). On success *out is a
+ * live stream the consumer releases; get_next hands each batch once (dropping the
+ * stream's reference), then an empty (released) array. */
 int dltc_stream_new(struct dltc_batch **batches, size_t nb, char *const *names, const int *types,
                     size_t n, struct ArrowArrayStream *out, struct dltc_error *err);
+
+/* A new, independent stream over the batches of src (a live stream made by
+ * dltc_stream_new) that src has not handed out yet: the batches are shared, so
+ * every clone yields all their rows (a consumer such as DuckDB may export twice).
+ * src is unchanged. On failure out->release == NULL. */
+int dltc_stream_clone(struct ArrowArrayStream *src, struct ArrowArrayStream *out,
+                      struct dltc_error *err);
 
 #endif

@@ -57,7 +57,7 @@ static struct PyModuleDef native_module;
 
 typedef struct {
   PyObject_HEAD
-  struct ArrowArrayStream stream; /* release == NULL once exported */
+  struct ArrowArrayStream stream; /* never read: each export is a clone of it */
   PyObject *key;                  /* tuple of str, or "_dltc_rejects" */
   int64_t num_rows;
 } ArrowStreamObject;
@@ -93,7 +93,9 @@ static void arrow_stream_capsule_free(PyObject *capsule) {
   PyMem_Free(s);
 }
 
-/* Returns a new reference to a PyCapsule that owns the moved stream. */
+/* Returns a new reference to a PyCapsule owning a new stream over the same batches
+ * (shared, reference counted): every export yields all rows, so consumers that
+ * export twice (DuckDB reads the schema from a first export) work. */
 static PyObject *arrow_stream_export(PyObject *self, PyObject *args, PyObject *kwds) {
   ArrowStreamObject *o = (ArrowStreamObject *)self;
   static char *kwlist[] = {"requested_schema", NULL};
@@ -102,14 +104,21 @@ static PyObject *arrow_stream_export(PyObject *self, PyObject *args, PyObject *k
     return NULL;
   (void)requested; /* the schema is fixed; consumers cast if they need to */
   if (!o->stream.release) {
-    PyErr_SetString(PyExc_RuntimeError, "ArrowStream was already exported");
+    PyErr_SetString(PyExc_RuntimeError, "ArrowStream has no data");
     return NULL;
   }
   struct ArrowArrayStream *s = PyMem_Malloc(sizeof *s);
   if (!s)
     return PyErr_NoMemory();
-  *s = o->stream;
-  o->stream.release = NULL;
+  struct dltc_error err;
+  dltc_error_reset(&err);
+  if (dltc_stream_clone(&o->stream, s, &err)) {
+    PyMem_Free(s);
+    if (err.code == DLTC_ENOMEM)
+      return PyErr_NoMemory();
+    PyErr_SetString(PyExc_RuntimeError, err.msg);
+    return NULL;
+  }
   PyObject *cap = PyCapsule_New(s, "arrow_array_stream", arrow_stream_capsule_free);
   if (!cap) {
     s->release(s);

@@ -38,7 +38,9 @@ from typing import Any
 TableKey = tuple[str, ...] | str  # () root, ("field", ...) child, "_dltc_rejects"
 
 class ArrowStream:
-    """One table's rows from Decoder.flush(). Exportable once (then empty)."""
+    """One table's rows from Decoder.flush(). Each __arrow_c_stream__ call exports all
+    rows again (the batches are shared, not copied), so consumers that export twice
+    (DuckDB) work."""
 
     @property
     def key(self) -> TableKey: ...

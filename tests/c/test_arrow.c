@@ -203,6 +203,55 @@ static void test_stream(void) {
   st.release(&st);
 }
 
+static int64_t drain(struct ArrowArrayStream *st, struct ArrowArray *keep) {
+  int64_t rows = 0;
+  for (;;) {
+    struct ArrowArray a;
+    if (st->get_next(st, &a) || !a.release)
+      break;
+    rows += a.length;
+    if (keep && !keep->release)
+      *keep = a; /* keep the first batch alive past the streams */
+    else
+      a.release(&a);
+  }
+  return rows;
+}
+
+/* Clones share the batches: each yields all rows, in any release order. */
+static void test_clone(void) {
+  struct dltc_error err;
+  struct dltc_batch **bs = dltc__malloc(2 * sizeof *bs);
+  CHECK(make_batch(3, &bs[0], &err) == 0);
+  CHECK(make_batch(5, &bs[1], &err) == 0);
+  struct ArrowArrayStream st, c1, c2, c3;
+  CHECK(dltc_stream_new(bs, 2, names, types, 4, &st, &err) == 0);
+  CHECK(dltc_stream_clone(&st, &c1, &err) == 0);
+  CHECK(dltc_stream_clone(&st, &c2, &err) == 0);
+  struct ArrowSchema sc;
+  CHECK(c1.get_schema(&c1, &sc) == 0 && sc.n_children == 4);
+  sc.release(&sc);
+  st.release(&st);
+  CHECK(dltc_stream_clone(&st, &c3, &err) == DLTC_EINVAL && c3.release == NULL);
+  struct ArrowArray kept;
+  memset(&kept, 0, sizeof kept);
+  CHECK(drain(&c1, &kept) == 8);
+  c1.release(&c1);
+  CHECK(dltc_stream_clone(&c2, &c3, &err) == 0);
+  CHECK(drain(&c2, NULL) == 8);
+  c2.release(&c2);
+  CHECK(drain(&c3, NULL) == 8);
+  c3.release(&c3);
+  /* the kept batch outlives every stream */
+  CHECK(kept.release && kept.length == 3);
+  if (kept.release) {
+    CHECK(memcmp(kept.children[0]->buffers[2], "hello", 5) == 0);
+    const int64_t *iv = kept.children[1]->buffers[1];
+    CHECK(iv[2] == 2);
+    kept.release(&kept);
+  }
+}
+
 /* Every allocation of build + export fails in turn: clean errors, nothing leaks. */
 static int oom_run(void) {
   struct dltc_error err;
@@ -273,6 +322,7 @@ int main(void) {
   test_types();
   test_builders();
   test_stream();
+  test_clone();
   test_oom();
   if (failures) {
     fprintf(stderr, "%d failure(s)\n", failures);
