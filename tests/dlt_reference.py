@@ -90,6 +90,9 @@ def normalize(
                             raise CannotReference(f"{table}.{name}: {v!r} into {types[name]}")
                         name = naming.shorten_fragments(col, VARIANT_FIELD_FORMAT % py_t)
                         is_variant = True
+                if types[name] == "bigint" and not -(2**63) <= nv < 2**63:
+                    # dlt coerces e.g. 9.3e18 to an int no destination column holds
+                    raise CannotReference(f"{table}.{name}: {v!r} beyond int64")
                 if types[name] == "timestamp":
                     nv = normalize_timezone(nv, True)  # dlt: timezone hint defaults to True
                 elif types[name] == "json":
