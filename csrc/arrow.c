@@ -126,7 +126,10 @@ static uint8_t *buf_alloc(size_t cap) {
   if (alloc_should_fail())
     return NULL;
   void *p = mmap(NULL, cap, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  return p == MAP_FAILED ? NULL : p;
+  if (p == MAP_FAILED)
+    return NULL;
+  madvise(p, cap, MADV_HUGEPAGE);
+  return p;
 }
 
 static void buf_release(uint8_t *p, size_t cap) {
@@ -157,6 +160,8 @@ int dltc__buf_reserve(struct dltc_buf *b, size_t extra, struct dltc_error *err) 
     else {
       void *q = mremap(b->data, b->cap, cap, MREMAP_MAYMOVE);
       p = q == MAP_FAILED ? NULL : q;
+      if (p)
+        madvise(p, cap, MADV_HUGEPAGE);
     }
     if (!p)
       return dltc_error_set(err, DLTC_ENOMEM, "out of memory (buffer of %zu bytes)", cap);

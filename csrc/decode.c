@@ -210,45 +210,95 @@ static inline int utf8_seq(const unsigned char *p, const unsigned char *end) {
   return 0;
 }
 
-/* At '"': validate the string, leave ps->p after the closing quote, and return the
- * raw content span and whether it has escapes. */
-static int scan_string(struct parser *ps, const char **start, size_t *len, int *esc) {
+/* Write code point u (a valid scalar value) as UTF-8; returns the bytes written. */
+static inline size_t put_utf8(char *o, unsigned u) {
+  if (u < 0x80) {
+    o[0] = (char)u;
+    return 1;
+  }
+  if (u < 0x800) {
+    o[0] = (char)(0xC0 | (u >> 6));
+    o[1] = (char)(0x80 | (u & 0x3F));
+    return 2;
+  }
+  if (u < 0x10000) {
+    o[0] = (char)(0xE0 | (u >> 12));
+    o[1] = (char)(0x80 | ((u >> 6) & 0x3F));
+    o[2] = (char)(0x80 | (u & 0x3F));
+    return 3;
+  }
+  o[0] = (char)(0xF0 | (u >> 18));
+  o[1] = (char)(0x80 | ((u >> 12) & 0x3F));
+  o[2] = (char)(0x80 | ((u >> 6) & 0x3F));
+  o[3] = (char)(0x80 | (u & 0x3F));
+  return 4;
+}
+
+enum { SCAN_NOROOM = -1 };
+
+/* At '"': validate the string (UTF-8, escapes, surrogate pairs, control characters)
+ * and leave ps->p after the closing quote; *start and *len give the raw content and
+ * *esc whether it has escapes. With dst (room bytes), also write the unescaped text
+ * there in the same pass and put its length in *len; if it may not fit, return
+ * SCAN_NOROOM with ps->p unchanged. The output is never longer than the input, so
+ * a 16-byte block store at o is in bounds while (p - s0) + 16 <= room. Reads stay
+ * in [ps->p, ps->end). always_inline: the dst == NULL copy loses the stores. */
+__attribute__((always_inline)) static inline int scan_impl(struct parser *ps, const char **start,
+                                                           size_t *len, int *esc, char *dst,
+                                                           size_t room) {
   const char *p = ps->p + 1, *end = ps->end;
   const char *s0 = p;
+  char *o = dst;
   int has_esc = 0;
   for (;;) {
 #if defined(__SSE2__)
     const __m128i quote = _mm_set1_epi8('"'), bs = _mm_set1_epi8('\\'), ctl = _mm_set1_epi8(0x1F);
     while (end - p >= 16) {
+      if (dst && (size_t)(p - s0) + 16 > room)
+        return SCAN_NOROOM;
       __m128i v = _mm_loadu_si128((const __m128i *)(const void *)p);
+      if (dst)
+        _mm_storeu_si128((__m128i *)(void *)o, v);
       __m128i m = _mm_or_si128(_mm_cmpeq_epi8(v, quote), _mm_cmpeq_epi8(v, bs));
       m = _mm_or_si128(m, _mm_cmpeq_epi8(_mm_max_epu8(v, ctl), ctl));
       unsigned mask = (unsigned)_mm_movemask_epi8(m) | (unsigned)_mm_movemask_epi8(v);
       if (mask) {
-        p += __builtin_ctz(mask);
+        unsigned k = (unsigned)__builtin_ctz(mask);
+        p += k;
+        o += dst ? k : 0;
         goto special;
       }
       p += 16;
+      o += dst ? 16 : 0;
     }
 #endif
     while (p < end) {
       unsigned char c = (unsigned char)*p;
       if (c == '"' || c == '\\' || c < 0x20 || c >= 0x80)
         goto special;
+      if (dst) {
+        if ((size_t)(p - s0) + 16 > room)
+          return SCAN_NOROOM;
+        *o++ = (char)c;
+      }
       p++;
     }
     ps->p = p;
     return fail(ps, DLTC_EPARSE, "unterminated string");
   special:;
+    if (dst && (size_t)(p - s0) + 16 > room)
+      return SCAN_NOROOM;
     unsigned char c = (unsigned char)*p;
     if (c == '"') {
-      ps->p = p + 1;
-      *start = s0;
-      *len = (size_t)(p - s0);
-      *esc = has_esc;
-      if (UNLIKELY((int64_t)*len > ps->d->max_string))
+      if (UNLIKELY((int64_t)(p - s0) > ps->d->max_string)) {
+        ps->p = p + 1;
         return fail(ps, DLTC_ELIMIT, "string longer than max_string (%lld bytes)",
                     (long long)ps->d->max_string);
+      }
+      ps->p = p + 1;
+      *start = s0;
+      *len = dst ? (size_t)(o - dst) : (size_t)(p - s0);
+      *esc = has_esc;
       return 0;
     }
     if (c == '\\') {
@@ -273,19 +323,31 @@ static int scan_string(struct parser *ps, const char **start, size_t *len, int *
             return fail(ps, DLTC_EPARSE, "lone surrogate \\u%04X", u);
           }
           p += 6;
+          u = 0x10000 + ((u - 0xD800) << 10) + (lo - 0xDC00);
         } else if (u >= 0xDC00 && u <= 0xDFFF) {
           ps->p = p - 6;
           return fail(ps, DLTC_EPARSE, "lone surrogate \\u%04X", u);
         }
+        if (dst)
+          o += put_utf8(o, u);
         continue;
       }
-      if (e == '"' || e == '\\' || e == '/' || e == 'b' || e == 'f' || e == 'n' || e == 'r' ||
-          e == 't') {
-        p += 2;
-        continue;
+      char out;
+      switch (e) {
+      case '"': out = '"'; break;
+      case '\\': out = '\\'; break;
+      case '/': out = '/'; break;
+      case 'b': out = '\b'; break;
+      case 'f': out = '\f'; break;
+      case 'n': out = '\n'; break;
+      case 'r': out = '\r'; break;
+      case 't': out = '\t'; break;
+      default: ps->p = p; return fail(ps, DLTC_EPARSE, "bad escape");
       }
-      ps->p = p;
-      return fail(ps, DLTC_EPARSE, "bad escape");
+      if (dst)
+        *o++ = out;
+      p += 2;
+      continue;
     }
     if (c < 0x20) {
       ps->p = p;
@@ -296,8 +358,23 @@ static int scan_string(struct parser *ps, const char **start, size_t *len, int *
       ps->p = p;
       return fail(ps, DLTC_EPARSE, "invalid UTF-8");
     }
+    if (dst) {
+      memcpy(o, p, (size_t)n);
+      o += n;
+    }
     p += n;
   }
+}
+
+static int scan_string(struct parser *ps, const char **start, size_t *len, int *esc) {
+  return scan_impl(ps, start, len, esc, NULL, 0);
+}
+
+/* scan_impl writing to dst: the one-pass path of text columns. */
+static int scan_copy(struct parser *ps, char *dst, size_t room, size_t *len) {
+  const char *start;
+  int esc;
+  return scan_impl(ps, &start, len, &esc, dst, room);
 }
 
 /* Unescape a validated raw string span into dst (room for n bytes); returns length. */
@@ -1153,25 +1230,43 @@ static int parse_value(struct parser *ps, int32_t node) {
     const char *raw;
     size_t rawn;
     int esc;
-    if ((rc = scan_string(ps, &raw, &rawn, &esc)))
-      return rc;
-    /* fast path: a text column takes the bytes directly */
+    /* fast path: a text column takes the string in one pass (validate + unescape +
+     * copy); strings longer than the room left fall back to scan, reserve, copy */
     if (LIKELY(nd->main_type == DLTC_T_TEXT)) {
       struct dltc_table *t = &s->tables[nd->table];
       struct dltc_col *col = &t->cols[nd->col[DLTC_T_TEXT]];
       clear_dup(col, t->nrows);
+      size_t room = col->data.data ? col->data.cap - col->data.len : 0;
+      if (UNLIKELY(room < 256)) {
+        if (!dltc_col_reserve_str(col, 4096, ps->err))
+          return fail_from(ps, ps->err ? ps->err->code : DLTC_ENOMEM);
+        room = col->data.cap - col->data.len;
+      }
+      if (room > (size_t)INT32_MAX - col->data.len)
+        room = (size_t)INT32_MAX - col->data.len;
+      size_t n = 0;
+      rc = scan_copy(ps, (char *)col->data.data + col->data.len, room - 1, &n);
+      if (LIKELY(rc == 0)) {
+        if ((rc = dltc_col_commit_str(col, n, ps->err)))
+          return fail_from(ps, rc);
+        return 0;
+      }
+      if (rc != SCAN_NOROOM)
+        return rc;
+      if ((rc = scan_string(ps, &raw, &rawn, &esc)))
+        return rc;
       char *dst = dltc_col_reserve_str(col, rawn, ps->err);
       if (!dst)
         return fail_from(ps, ps->err ? ps->err->code : DLTC_ENOMEM);
-      size_t n = rawn;
-      if (esc)
-        n = unescape(raw, rawn, dst);
-      else
+      n = esc ? unescape(raw, rawn, dst) : rawn;
+      if (!esc)
         memcpy(dst, raw, rawn);
       if ((rc = dltc_col_commit_str(col, n, ps->err)))
         return fail_from(ps, rc);
       return 0;
     }
+    if ((rc = scan_string(ps, &raw, &rawn, &esc)))
+      return rc;
     v.kind = DLTC_T_TEXT;
     if (esc) {
       if ((rc = scratch_reserve(ps, rawn + 1)))

@@ -491,6 +491,63 @@ static void test_utf8(void) {
   dltc_decoder_free(d);
 }
 
+/* The one-pass text path (scan + unescape + copy into the column) and the two-pass
+ * path (validate, then unescape into scratch: a variant column) agree on random
+ * strings, on errors and their offsets too; long strings take the no-room fallback. */
+static void test_text_paths(void) {
+  static const char *const atoms[] = {
+      "a",  "xyz0123456789ABCDEFGH", "\\n", "\\\"", "\\\\", "\\/", "\\u00e9", "\\u20AC",
+      "\\ud83d\\ude00", "\xc3\xa9", "\xe2\x82\xac", "\xf0\x9f\x98\x80", " ", "\\t",
+      /* rare invalid atoms */
+      "\xc3", "\\ud800", "\x01", "\\q", "\xed\xa0\x80"};
+  const size_t natoms = sizeof atoms / sizeof atoms[0];
+  char *str = malloc(200000), *doc = malloc(200100);
+  for (int t = 0; t < 3000; t++) {
+    size_t k = 0;
+    size_t len = t % 100 == 99 ? 20000 + rnd() % 100000 : rnd() % 300;
+    while (k < len) {
+      size_t ai = (size_t)(rnd() % (natoms * 40));
+      /* invalid atoms one time in ~40 per string position batch */
+      const char *at = ai < (natoms - 5) * 40 ? atoms[ai % (natoms - 5)] : atoms[ai % natoms];
+      if (t % 2 == 0 && ai % natoms >= natoms - 5)
+        at = "b";
+      size_t al = strlen(at);
+      memcpy(str + k, at, al);
+      k += al;
+    }
+    struct dltc_error e1, e2;
+    struct dltc_decoder *d1 = mk_default(), *d2 = mk_default();
+    /* d1: "s" is a text column when STR comes; d2: "n" is bigint, STR goes to a variant */
+    int n1 = snprintf(doc, 200100, "[{\"s\":\"seed\"},{\"s\":\"%.*s\"}]", (int)k, str);
+    int rc1 = feedn(d1, doc, (size_t)n1, &e1);
+    int n2 = snprintf(doc, 200100, "[{\"s\":1},{\"s\":\"%.*s\"}]", (int)k, str);
+    int rc2 = feedn(d2, doc, (size_t)n2, &e2);
+    /* the prefixes differ by 5 bytes ("seed" vs 1) */
+    if (rc1 != rc2 || (rc1 && e1.offset - e2.offset != 5)) {
+      fprintf(stderr, "text paths: rc %d/%d offsets %lld/%lld\n", rc1, rc2, (long long)e1.offset,
+              (long long)e2.offset);
+      failures++;
+    }
+    if (!rc1 && !rc2) {
+      struct tbl a, b;
+      CHECK(take(d1, "", &a) == 0 && take(d2, "", &b) == 0);
+      int ca = col(&a, "s"), cb = col(&b, "s\x1fv_text");
+      CHECK(ca >= 0 && cb >= 0);
+      if (ca >= 0 && cb >= 0) {
+        const int32_t *ob = b.arr.children[cb]->buffers[1];
+        const char *db = b.arr.children[cb]->buffers[2];
+        CHECK(streq(&a, ca, 1, db + ob[1], (size_t)(ob[2] - ob[1])));
+      }
+      tbl_release(&a);
+      tbl_release(&b);
+    }
+    dltc_decoder_free(d1);
+    dltc_decoder_free(d2);
+  }
+  free(str);
+  free(doc);
+}
+
 /* ---- caps ------------------------------------------------------------------------------ */
 
 static int nested(struct dltc_decoder *d, int depth, int obj, struct dltc_error *err) {
@@ -1053,6 +1110,7 @@ int main(void) {
   test_numbers();
   test_escapes();
   test_utf8();
+  test_text_paths();
   test_caps();
   test_errors();
   test_tables();
