@@ -60,6 +60,7 @@ _ARROW_TYPES = {
     "date": pa.date32(),
 }
 _CACHE_CAP = 1 << 16  # entries in each learned cache; cleared when full
+_SCHEMA_CACHE_CAP = 1 << 10  # raw schemas (name tuples) whose renaming is cached
 
 Data = Union[bytes, bytearray, memoryview, str, "os.PathLike[str]"]
 ColumnsArg = Union[Mapping[Any, Any], Sequence[Mapping[str, Any]], None]
@@ -80,6 +81,7 @@ class _Names:
         self._keys: dict[str, str] = {}
         self._columns: dict[str, str] = {}
         self._tables: dict[tuple[str, tuple[str, ...]], str] = {}
+        self._schemas: dict[tuple[str, ...], list[str]] = {}
         self._lock = threading.Lock()
 
     def key(self, raw: str) -> str:
@@ -109,6 +111,17 @@ class _Names:
             self._put(self._columns, raw, n)
         return n
 
+    def columns(self, raw: list[str]) -> list[str] | None:
+        """The dlt names of a table's raw column names (cached per schema), or None when
+        two of them collide (the caller merges them)."""
+        key = tuple(raw)
+        n = self._schemas.get(key)
+        if n is None:
+            new = [self.column(r) for r in raw]
+            n = new if len(set(new)) == len(new) else []
+            self._put(self._schemas, key, n, _SCHEMA_CACHE_CAP)
+        return n or None
+
     def root(self, table_name: str) -> str:
         return self.naming.normalize_table_identifier(table_name)
 
@@ -128,9 +141,9 @@ class _Names:
             return EMPTY_KEY
         return self.naming.normalize_tables_path(raw)
 
-    def _put(self, d: dict[Any, str], k: Any, v: str) -> None:
+    def _put(self, d: dict[Any, Any], k: Any, v: Any, cap: int = _CACHE_CAP) -> None:
         with self._lock:
-            if len(d) >= _CACHE_CAP:
+            if len(d) >= cap:
                 d.clear()
             d[k] = v
 
@@ -444,11 +457,11 @@ def _empty(declared: list[_Declared], names: _Names) -> pa.Table:
 
 
 def _rename(t: pa.Table, names: _Names) -> pa.Table:
-    raw = t.column_names
-    new = [names.column(r) for r in raw]
-    if len(set(new)) == len(new):
+    raw = t.schema.names
+    new = names.columns(raw)
+    if new is not None:
         return t.rename_columns(new)
-    return _merge_collisions(t, raw, new)
+    return _merge_collisions(t, raw, [names.column(r) for r in raw])
 
 
 def _merge_collisions(t: pa.Table, raw: list[str], new: list[str]) -> pa.Table:
