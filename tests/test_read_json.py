@@ -444,3 +444,33 @@ def test_duckdb_consumes_arrow_c_stream():
     s = d.flush()[()]  # noqa: F841  (found by DuckDB's replacement scan)
     con = duckdb.connect()
     assert con.sql("select count(*), sum(i), max(length(s)) from s").fetchall() == [(1000, sum(range(1000)), 49)]
+
+
+# ---------------------------------------------------------------- names --------
+
+
+def test_colliding_raw_names_merge_as_dlt_merges_them():
+    """Raw keys that dlt normalizes to one name (fooBar, foo_bar) share a column, and lists
+    under them share a child table, with child ids digested from the dlt table name."""
+    doc = [{"fooBar": 1, "aB": [1, 2], "o": {"xY": "s"}}, {"foo_bar": 2, "a_b": [3], "o": {"x_y": "t"}}]
+    actual = check_against_reference(doc, json.dumps(doc).encode())
+    assert actual["root"].column("foo_bar").to_pylist() == [1, 2]
+    assert actual["root__a_b"].column("value").to_pylist() == [1, 2, 3]
+
+
+def test_colliding_names_with_values_in_one_row_raise():
+    with pytest.raises(dltc.json.NameCollisionError, match="fooBar"):
+        dltc.read_json(b'[{"fooBar":1,"foo_bar":2}]')
+    with pytest.raises(ValueError):
+        dltc.read_json(b'[{"fooBar":1},{"foo_bar":"x"}]')  # two types under one name
+
+
+def test_names_through_dlt_naming_module():
+    from dlt.common.normalizers.naming import sql_cs_v1
+
+    data = b'[{"onlineStatus":1,"white":{"@id":"u"},"Streams":[{"channelUrl":"c"}]}]'
+    t = dltc.read_json(data, tables=True, table_name="Players")
+    assert t["players"].column_names == ["_dlt_id", "online_status", "white__aid"]
+    assert "players__streams" in t and "channel_url" in t["players__streams"].column_names
+    cs = dltc.read_json(data, tables=True, naming=sql_cs_v1.NamingConvention())
+    assert "onlineStatus" in cs["root"].column_names and "root__Streams" in cs

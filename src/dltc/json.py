@@ -442,10 +442,23 @@ def _assemble(
         return root_t
     out: dict[str, pa.Table] = {root: root_t}
     for k in sorted((k for k in streams if isinstance(k, tuple) and k), key=lambda k: (len(k), k)):
-        out[names.table(root, k)] = _rename(streams[k], names)
+        name = names.table(root, k)
+        t = _rename(streams[k], names)
+        if name in out:  # two raw keys (e.g. "fooBar", "foo_bar") are one dlt table
+            t = _concat(out[name], t, name)
+        out[name] = t
     if REJECTS_TABLE in streams:
         out[REJECTS_TABLE] = streams[REJECTS_TABLE]
     return out
+
+
+def _concat(a: pa.Table, b: pa.Table, name: str) -> pa.Table:
+    """Rows of two raw tables that dlt names alike, in one table (columns unified by name;
+    a column with two types is a NameCollisionError)."""
+    try:
+        return pa.concat_tables([a, b], promote_options="default")
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as e:
+        raise NameCollisionError(f"two raw child tables normalize to table {name!r} with conflicting columns: {e}") from None
 
 
 def _empty(declared: list[_Declared], names: _Names) -> pa.Table:
