@@ -474,3 +474,18 @@ def test_names_through_dlt_naming_module():
     assert "players__streams" in t and "channel_url" in t["players__streams"].column_names
     cs = dltc.read_json(data, tables=True, naming=sql_cs_v1.NamingConvention())
     assert "onlineStatus" in cs["root"].column_names and "root__Streams" in cs
+
+
+def test_documents_are_independent():
+    """Each call gives dlt's result for that document alone: columns, child tables and
+    types seen in an earlier call (decoders may be reused) do not leak into the next."""
+    a = dltc.read_json(b'[{"x":1,"l":[1],"y":"s"}]', tables=True)
+    assert set(a) == {"root", "root__l"}
+    b = dltc.read_json(b'[{"x":"text","z":true}]', tables=True)
+    assert set(b) == {"root"}
+    assert sorted(b["root"].column_names) == ["_dlt_id", "x", "z"]
+    assert b["root"].schema.field("x").type == pa.string()  # not a variant of an earlier bigint
+    with pytest.raises(dltc.JSONDecodeError):
+        dltc.read_json(b'[{"x":1},{"x":', tables=True)
+    c = dltc.read_json(b'[{"q":1}]', tables=True)
+    assert c["root"].column_names == ["_dlt_id", "q"] and c["root"].num_rows == 1

@@ -314,7 +314,7 @@ def read_json(
     for attempt in range(3):
         declared = _declared_columns(columns, names, learn_key)
         plan = _plan(declared, data_selector, mode, child_tables, dlt_ids, load_id, root, names, learn_key)
-        dec = _native.Decoder(plan)
+        dec = _decoder(plan)
         try:
             dec.feed(buf, source_url)
         except JSONDecodeError as e:
@@ -329,6 +329,31 @@ def read_json(
             continue  # a mapping was learned: the plan changes, decode again
         return _assemble(raw, declared, tables, root, names)
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+# Decoders reused per thread when the C side can reset one to its compiled plan (a
+# reset decoder keeps its capacity hints, so a document does not pay first-batch growth).
+_POOL_CAP = 8  # decoders kept per thread
+_pool = threading.local()
+_CAN_RESET = hasattr(_native.Decoder, "reset")
+
+
+def _decoder(plan: dict[str, Any]) -> Any:
+    """A decoder for plan, as if new: from this thread's pool (reset) when possible."""
+    if not _CAN_RESET:
+        return _native.Decoder(plan)
+    pool = getattr(_pool, "decoders", None)
+    if pool is None:
+        pool = _pool.decoders = {}
+    key = repr(plan)
+    dec = pool.get(key)
+    if dec is None:
+        if len(pool) >= _POOL_CAP:
+            pool.pop(next(iter(pool)))
+        dec = pool[key] = _native.Decoder(plan)
+    else:
+        dec.reset()
+    return dec
 
 
 def _plan(
