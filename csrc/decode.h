@@ -34,7 +34,7 @@ struct dltc_table_name {
   const char *const *key; /* raw path components of the table (as in the flush key) */
   const size_t *key_len;
   size_t nkey;
-  const char *name;       /* dlt table name, e.g. "players_profiles__streaming_platforms" */
+  const char *name; /* dlt table name, e.g. "players_profiles__streaming_platforms" */
 };
 
 /* What dltc_decoder_new compiles. Everything is copied; the caller keeps ownership. */
@@ -42,13 +42,13 @@ struct dltc_plan_spec {
   const char *selector; /* records = this key of the top-level object; NULL: the document */
   const struct dltc_column_spec *columns;
   size_t ncolumns;
-  int infer;          /* unknown keys become columns (else they are skipped) */
-  int mode_columns;   /* enum dltc_mode for new columns */
-  int mode_data_type; /* enum dltc_mode for values of the wrong type */
-  int child_tables;   /* lists -> child tables (else json columns) */
-  int dlt_ids;        /* add _dlt_id / _dlt_parent_id / _dlt_list_idx */
-  const char *load_id;           /* constant _dlt_load_id column, or NULL */
-  const char *root_name;         /* dlt name of the root table (child-id digest), or NULL */
+  int infer;             /* unknown keys become columns (else they are skipped) */
+  int mode_columns;      /* enum dltc_mode for new columns */
+  int mode_data_type;    /* enum dltc_mode for values of the wrong type */
+  int child_tables;      /* lists -> child tables (else json columns) */
+  int dlt_ids;           /* add _dlt_id / _dlt_parent_id / _dlt_list_idx */
+  const char *load_id;   /* constant _dlt_load_id column, or NULL */
+  const char *root_name; /* dlt name of the root table (child-id digest), or NULL */
   const struct dltc_table_name *table_names; /* dlt names of child tables (may be NULL) */
   size_t ntable_names;
   int64_t batch_rows; /* close a batch at the first document boundary past this */
@@ -91,15 +91,15 @@ int dltc_decoder_flush_table(struct dltc_decoder *d, size_t i, struct ArrowArray
 /* Counters. */
 struct dltc_decoder_stats {
   int64_t documents;
-  int64_t rows;           /* root rows committed */
+  int64_t rows; /* root rows committed */
   int64_t child_rows;
-  int64_t bytes;          /* bytes of documents fed successfully */
+  int64_t bytes; /* bytes of documents fed successfully */
   int64_t failed_documents;
-  int64_t rejects_new_column;   /* contract "columns" discarded a value/row */
-  int64_t rejects_data_type;    /* contract "data_type" discarded a value/row */
-  int64_t rejects_missing;      /* a non-nullable field was missing/null */
-  int64_t rows_discarded;       /* rows dropped by discard_row */
-  int64_t variants;             /* variant columns created */
+  int64_t rejects_new_column; /* contract "columns" discarded a value/row */
+  int64_t rejects_data_type;  /* contract "data_type" discarded a value/row */
+  int64_t rejects_missing;    /* a non-nullable field was missing/null */
+  int64_t rows_discarded;     /* rows dropped by discard_row */
+  int64_t variants;           /* variant columns created */
   int64_t batches;
 };
 void dltc_decoder_stats(const struct dltc_decoder *d, struct dltc_decoder_stats *out);

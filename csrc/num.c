@@ -41,8 +41,8 @@ int dltc__num_parse(const char *p, const char *end, const char **endp, int64_t *
   if (p >= end || !is_digit(*p))
     goto err;
   uint64_t m = 0;
-  int ndig = 0;     /* significant digits seen */
-  int dropped = 0;  /* significant digits not accumulated in m */
+  int ndig = 0;    /* significant digits seen */
+  int dropped = 0; /* significant digits not accumulated in m */
   int64_t exp10 = 0;
   int is_int = 1;
   if (*p == '0') {
@@ -176,14 +176,14 @@ size_t dltc__fmt_f64(double v, char *buf) {
     neg = 1;
     q++;
   }
-  char digits[24];
+  char digits[24] = {0};
   int nd = 0;
   for (; *q && *q != 'e'; q++)
     if (is_digit(*q))
       digits[nd++] = *q;
   while (nd > 1 && digits[nd - 1] == '0')
     nd--;
-  int x = atoi(q + 1); /* value = 0.D1D2.. * 10^(x+1) */
+  int x = (int)strtol(q + 1, NULL, 10); /* value = D1.D2.. * 10^x */
   size_t k = 0;
   if (neg)
     buf[k++] = '-';
@@ -260,7 +260,8 @@ int dltc__iso_parse(const char *s, size_t n, int64_t *us, int *has_time) {
     if (s[i] != 'T' && s[i] != 't' && s[i] != ' ')
       return -1;
     i++;
-    if (digits_at(s, n, i, 2, &h) || i + 2 >= n || s[i + 2] != ':' || digits_at(s, n, i + 3, 2, &mi))
+    if (digits_at(s, n, i, 2, &h) || i + 2 >= n || s[i + 2] != ':' ||
+        digits_at(s, n, i + 3, 2, &mi))
       return -1;
     i += 5;
     if (i < n && s[i] == ':') {
@@ -301,7 +302,7 @@ int dltc__iso_parse(const char *s, size_t n, int64_t *us, int *has_time) {
         }
         if (th > 23 || tm > 59)
           return -1;
-        tz = sign * (th * 3600 + tm * 60);
+        tz = (int64_t)sign * (th * 3600 + tm * 60);
       } else
         return -1;
     }
@@ -310,7 +311,7 @@ int dltc__iso_parse(const char *s, size_t n, int64_t *us, int *has_time) {
     *has_time = 1;
   }
   int64_t days = dltc__days_from_civil(Y, (unsigned)M, (unsigned)D);
-  int64_t secs = days * 86400 + h * 3600 + mi * 60 + sec - tz;
+  int64_t secs = days * 86400 + (int64_t)h * 3600 + (int64_t)mi * 60 + sec - tz;
   *us = secs * 1000000 + frac;
   return 0;
 }

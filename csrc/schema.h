@@ -23,17 +23,17 @@ struct dltc_node {
   char *key; /* raw key bytes (decoded), owned */
   uint32_t keylen;
   uint32_t hash;
-  int32_t parent;      /* parent node, -1 for a table's record level */
-  int32_t table;       /* table this node's columns live in */
-  int32_t hint_next;   /* sibling that followed this key last time, -1 */
-  int32_t hint_first;  /* as object level: the first key last time, -1 */
-  int32_t child_table; /* list values: child table, -1 */
+  int32_t parent;             /* parent node, -1 for a table's record level */
+  int32_t table;              /* table this node's columns live in */
+  int32_t hint_next;          /* sibling that followed this key last time, -1 */
+  int32_t hint_first;         /* as object level: the first key last time, -1 */
+  int32_t child_table;        /* list values: child table, -1 */
   int32_t col[DLTC_T__COUNT]; /* column per value type: col[main_type] is the column,
                                  others are variants (name + "v_<type>"); -1 none */
-  uint8_t main_type;   /* declared or first inferred type; DLTC_T_NONE: none yet */
-  uint8_t declared;    /* from the plan */
+  uint8_t main_type;          /* declared or first inferred type; DLTC_T_NONE: none yet */
+  uint8_t declared;           /* from the plan */
   uint8_t nullable;
-  uint8_t json;        /* keep any value as JSON text */
+  uint8_t json; /* keep any value as JSON text */
   /* children as an object level: open addressing over node indexes */
   int32_t *slots;
   uint32_t mask; /* nslots - 1, 0 if no table */
@@ -52,20 +52,20 @@ enum { DLTC_SYS_ID, DLTC_SYS_PARENT_ID, DLTC_SYS_LIST_IDX, DLTC_SYS_LOAD_ID, DLT
 struct dltc_table {
   char **key; /* raw components; owned */
   size_t *key_len;
-  int nkey;            /* -1 for the rejects table */
-  int32_t parent;      /* parent table, -1 */
-  int32_t root;        /* node of the record level */
-  char *dlt_name;      /* name used in the child-id digest; owned, may be NULL */
+  int nkey;       /* -1 for the rejects table */
+  int32_t parent; /* parent table, -1 */
+  int32_t root;   /* node of the record level */
+  char *dlt_name; /* name used in the child-id digest; owned, may be NULL */
   struct dltc_col *cols;
   struct dltc_colmeta *meta;
   size_t ncols, capcols;
   int32_t sys[DLTC_SYS__COUNT]; /* system column indexes, -1 */
-  int64_t nrows;        /* rows in the open batch */
-  int64_t closed_rows;  /* rows in closed batches */
-  int64_t total_rows;   /* rows ever committed (for "new table" contract checks) */
+  int64_t nrows;                /* rows in the open batch */
+  int64_t closed_rows;          /* rows in closed batches */
+  int64_t total_rows;           /* rows ever committed (for "new table" contract checks) */
   struct dltc_batch **batches;
   size_t nbatches, capbatches;
-  int declared;         /* has declared columns */
+  int declared; /* has declared columns */
 };
 
 enum { DLTC_UNDO_COL, DLTC_UNDO_TABLE };

@@ -55,15 +55,16 @@ static int engine_add_types(PyObject *module) {
 
 static struct PyModuleDef native_module;
 
+/* `PyObject ob_base;` is what PyObject_HEAD expands to (spelt out for clang-format). */
 typedef struct {
-  PyObject_HEAD
+  PyObject ob_base;
   struct ArrowArrayStream stream; /* never read: each export is a clone of it */
   PyObject *key;                  /* tuple of str, or "_dltc_rejects" */
   int64_t num_rows;
 } ArrowStreamObject;
 
 typedef struct {
-  PyObject_HEAD
+  PyObject ob_base;
   struct dltc_decoder *dec;
   int busy; /* a feed runs with the GIL released: refuse concurrent use */
 } DecoderObject;
@@ -147,7 +148,8 @@ static PyMethodDef arrow_stream_methods[] = {
 };
 
 static PyGetSetDef arrow_stream_getset[] = {
-    {"key", arrow_stream_get_key, NULL, "Table key: () root, tuple of raw keys, or '_dltc_rejects'.", NULL},
+    {"key", arrow_stream_get_key, NULL,
+     "Table key: () root, tuple of raw keys, or '_dltc_rejects'.", NULL},
     {"num_rows", arrow_stream_get_num_rows, NULL, "Rows in the stream.", NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
@@ -191,7 +193,8 @@ static PyObject *decoder_raise(PyObject *self, const struct dltc_error *err) {
   PyObject *path = PyUnicode_DecodeUTF8(err->path, (Py_ssize_t)strlen(err->path), "replace");
   PyObject *code = PyUnicode_FromString(dltc_code_name(err->code));
   if (off && path && code && PyObject_SetAttrString(exc, "offset", off) == 0 &&
-      PyObject_SetAttrString(exc, "path", path) == 0 && PyObject_SetAttrString(exc, "code", code) == 0)
+      PyObject_SetAttrString(exc, "path", path) == 0 &&
+      PyObject_SetAttrString(exc, "code", code) == 0)
     PyErr_SetObject(st->json_decode_error, exc);
   Py_XDECREF(off);
   Py_XDECREF(path);
@@ -284,9 +287,9 @@ static int decoder_init(PyObject *self, PyObject *args, PyObject *kwds) {
     PyErr_SetString(PyExc_RuntimeError, "Decoder already initialised");
     return -1;
   }
-  static const char *const known[] = {"selector", "columns", "infer", "contract", "child_tables",
-                                      "dlt_ids", "load_id", "batch_rows", "max_depth",
-                                      "max_string", "root_name", "table_names", NULL};
+  static const char *const known[] = {
+      "selector",   "columns",   "infer",      "contract",  "child_tables", "dlt_ids", "load_id",
+      "batch_rows", "max_depth", "max_string", "root_name", "table_names",  NULL};
   PyObject *k, *v;
   Py_ssize_t pos = 0;
   while (PyDict_Next(plan, &pos, &k, &v)) {
@@ -321,7 +324,8 @@ static int decoder_init(PyObject *self, PyObject *args, PyObject *kwds) {
     if (!(spec.root_name = PyUnicode_AsUTF8(x)))
       goto out;
   }
-  if (plan_bool(plan, "infer", &spec.infer) || plan_bool(plan, "child_tables", &spec.child_tables) ||
+  if (plan_bool(plan, "infer", &spec.infer) ||
+      plan_bool(plan, "child_tables", &spec.child_tables) ||
       plan_bool(plan, "dlt_ids", &spec.dlt_ids) || plan_i64(plan, "batch_rows", &spec.batch_rows) ||
       plan_i64(plan, "max_string", &spec.max_string))
     goto out;
@@ -377,7 +381,8 @@ static int decoder_init(PyObject *self, PyObject *args, PyObject *kwds) {
         PyErr_SetString(PyExc_ValueError, "column without 'path'");
         goto out;
       }
-      PyObject *held = path_utf8(p, (const char ***)&cs->path, (size_t **)&cs->path_len, &cs->npath);
+      PyObject *held =
+          path_utf8(p, (const char ***)&cs->path, (size_t **)&cs->path_len, &cs->npath);
       if (!held)
         goto out;
       app = PyList_Append(keep, held);
@@ -495,9 +500,9 @@ static PyObject *decoder_feed(PyObject *self, PyObject *args, PyObject *kwds) {
   int64_t rows = 0;
   int rc;
   o->busy = 1;
-  Py_BEGIN_ALLOW_THREADS
+  PyThreadState *ts = PyEval_SaveThread(); /* Py_BEGIN_ALLOW_THREADS */
   rc = dltc_decoder_feed(o->dec, buf.buf, (size_t)buf.len, url, (size_t)url_len, &rows, &err);
-  Py_END_ALLOW_THREADS
+  PyEval_RestoreThread(ts);
   o->busy = 0;
   PyBuffer_Release(&buf);
   if (rc)

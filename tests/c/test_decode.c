@@ -200,7 +200,8 @@ static const char *testdata(void) {
  * doubles, overflow is +-inf, underflow 0); 500 nested arrays are accepted (depth cap
  * 1024); every other i_ (lone surrogates, invalid UTF-8, UTF-16, BOM) is rejected. */
 static int i_accepted(const char *name) {
-  return strncmp(name, "i_number_", 9) == 0 || strcmp(name, "i_structure_500_nested_arrays.json") == 0;
+  return strncmp(name, "i_number_", 9) == 0 ||
+         strcmp(name, "i_structure_500_nested_arrays.json") == 0;
 }
 
 static void test_suite(void) {
@@ -318,22 +319,33 @@ static void test_numbers(void) {
     if (k != DLTC_NUM_ERR)
       CHECK(e < g + n);
   }
-  const char *hard[] = {"2.2250738585072011e-308", "2.2250738585072012e-308",
-                        "4.9406564584124654e-324", "2.4703282292062327e-324",
-                        "2.4703282292062328e-324", "1.7976931348623157e308",
-                        "1.7976931348623158e308",  "1.7976931348623159e308",
-                        "9007199254740993e0",       "9007199254740993.0",
-                        "0.1",                      "1e23",
-                        "8.98846567431158e307",     "1e-400",
-                        "1e400",                    "-1e400",
+  const char *hard[] = {"2.2250738585072011e-308",
+                        "2.2250738585072012e-308",
+                        "4.9406564584124654e-324",
+                        "2.4703282292062327e-324",
+                        "2.4703282292062328e-324",
+                        "1.7976931348623157e308",
+                        "1.7976931348623158e308",
+                        "1.7976931348623159e308",
+                        "9007199254740993e0",
+                        "9007199254740993.0",
+                        "0.1",
+                        "1e23",
+                        "8.98846567431158e307",
+                        "1e-400",
+                        "1e400",
+                        "-1e400",
                         "123456789012345678901234567890e-10",
                         "0.000000000000000000000000000000000000001",
                         "1.00000000000000011102230246251565404236316680908203125",
                         "1.00000000000000011102230246251565404236316680908203124",
                         "1.00000000000000011102230246251565404236316680908203126",
-                        "7.2057594037927933e16",    "3.0540412e5",
-                        "1448997445238699.0",       "1e22",
-                        "1e-22",                    "123456789012345e-22",
+                        "7.2057594037927933e16",
+                        "3.0540412e5",
+                        "1448997445238699.0",
+                        "1e22",
+                        "1e-22",
+                        "123456789012345e-22",
                         "9999999999999999e22"};
   for (size_t t = 0; t < sizeof hard / sizeof hard[0]; t++)
     num_same_as_strtod(hard[t]);
@@ -387,10 +399,10 @@ static void test_numbers(void) {
   struct {
     double v;
     const char *s;
-  } reprs[] = {{1e16, "1e+16"},     {1e15, "1000000000000000.0"}, {0.0001, "0.0001"},
-               {1e-05, "1e-05"},    {123.0, "123.0"},             {1.5e300, "1.5e+300"},
-               {-0.0, "-0.0"},      {0.1, "0.1"},                 {2.5, "2.5"},
-               {1.0 / 3, "0.3333333333333333"}, {5e-324, "5e-324"}, {INFINITY, "inf"}};
+  } reprs[] = {
+      {1e16, "1e+16"},  {1e15, "1000000000000000.0"},    {0.0001, "0.0001"}, {1e-05, "1e-05"},
+      {123.0, "123.0"}, {1.5e300, "1.5e+300"},           {-0.0, "-0.0"},     {0.1, "0.1"},
+      {2.5, "2.5"},     {1.0 / 3, "0.3333333333333333"}, {5e-324, "5e-324"}, {INFINITY, "inf"}};
   for (size_t t = 0; t < sizeof reprs / sizeof reprs[0]; t++) {
     char b[48];
     size_t n = dltc__fmt_f64(reprs[t].v, b);
@@ -415,7 +427,8 @@ static void test_numbers(void) {
 static void test_escapes(void) {
   struct dltc_decoder *d = mk_default();
   struct dltc_error err;
-  const char *doc = "[\"a\\u00e9\\ud83d\\ude00\\n\\\"\\\\\\/\\b\\f\\r\\t\\u0000z\", \"\\uD834\\uDD1E\"]";
+  const char *doc =
+      "[\"a\\u00e9\\ud83d\\ude00\\n\\\"\\\\\\/\\b\\f\\r\\t\\u0000z\", \"\\uD834\\uDD1E\"]";
   CHECK(feed(d, doc, &err) == 0);
   struct tbl t;
   CHECK(take(d, "", &t) == 0);
@@ -427,7 +440,7 @@ static void test_escapes(void) {
   }
   tbl_release(&t);
   /* lone surrogates are rejected (Arrow utf8 cannot hold them): offset at the escape */
-  const char *lone[] = {"[\"\\ud800\"]", "[\"\\udc00\"]", "[\"\\ud800\\u0041\"]",
+  const char *lone[] = {"[\"\\ud800\"]",  "[\"\\udc00\"]",        "[\"\\ud800\\u0041\"]",
                         "[\"\\ud800x\"]", "[\"\\ud800\\ud800\"]", "[\"\\ud800\\"};
   for (size_t i = 0; i < sizeof lone / sizeof lone[0]; i++) {
     CHECK(feed(d, lone[i], &err) == DLTC_EPARSE);
@@ -446,13 +459,25 @@ static void test_escapes(void) {
 }
 
 static void test_utf8(void) {
-  const char *ok[] = {"\xc2\x80",         "\xdf\xbf",         "\xe0\xa0\x80", "\xed\x9f\xbf",
-                      "\xee\x80\x80",     "\xef\xbf\xbf",     "\xf0\x90\x80\x80",
-                      "\xf4\x8f\xbf\xbf", "\xf3\xbf\xbf\xbf", "\x7f"};
-  const char *bad[] = {"\x80",         "\xbf",         "\xc0\x80",     "\xc1\xbf",
-                       "\xc2",         "\xc2\x41",     "\xe0\x9f\xbf", "\xed\xa0\x80",
-                       "\xed\xbf\xbf", "\xe2\x82",     "\xf0\x8f\xbf\xbf",
-                       "\xf4\x90\x80\x80", "\xf5\x80\x80\x80", "\xff", "\xfe", "\xf0\x90\x80"};
+  const char *ok[] = {"\xc2\x80",         "\xdf\xbf",     "\xe0\xa0\x80",     "\xed\x9f\xbf",
+                      "\xee\x80\x80",     "\xef\xbf\xbf", "\xf0\x90\x80\x80", "\xf4\x8f\xbf\xbf",
+                      "\xf3\xbf\xbf\xbf", "\x7f"};
+  const char *bad[] = {"\x80",
+                       "\xbf",
+                       "\xc0\x80",
+                       "\xc1\xbf",
+                       "\xc2",
+                       "\xc2\x41",
+                       "\xe0\x9f\xbf",
+                       "\xed\xa0\x80",
+                       "\xed\xbf\xbf",
+                       "\xe2\x82",
+                       "\xf0\x8f\xbf\xbf",
+                       "\xf4\x90\x80\x80",
+                       "\xf5\x80\x80\x80",
+                       "\xff",
+                       "\xfe",
+                       "\xf0\x90\x80"};
   struct dltc_decoder *d = mk_default();
   struct dltc_error err;
   char doc[256];
@@ -495,11 +520,11 @@ static void test_utf8(void) {
  * path (validate, then unescape into scratch: a variant column) agree on random
  * strings, on errors and their offsets too; long strings take the no-room fallback. */
 static void test_text_paths(void) {
-  static const char *const atoms[] = {
-      "a",  "xyz0123456789ABCDEFGH", "\\n", "\\\"", "\\\\", "\\/", "\\u00e9", "\\u20AC",
-      "\\ud83d\\ude00", "\xc3\xa9", "\xe2\x82\xac", "\xf0\x9f\x98\x80", " ", "\\t",
-      /* rare invalid atoms */
-      "\xc3", "\\ud800", "\x01", "\\q", "\xed\xa0\x80"};
+  static const char *const atoms[] = {"a", "xyz0123456789ABCDEFGH", "\\n", "\\\"", "\\\\", "\\/",
+                                      "\\u00e9", "\\u20AC", "\\ud83d\\ude00", "\xc3\xa9",
+                                      "\xe2\x82\xac", "\xf0\x9f\x98\x80", " ", "\\t",
+                                      /* rare invalid atoms */
+                                      "\xc3", "\\ud800", "\x01", "\\q", "\xed\xa0\x80"};
   const size_t natoms = sizeof atoms / sizeof atoms[0];
   char *str = malloc(200000), *doc = malloc(200100);
   for (int t = 0; t < 3000; t++) {
@@ -796,7 +821,8 @@ static void test_declared(void) {
       CHECK(geti(&t, ts, 2) == 1500000);
       const int32_t *dv = t.arr.children[dd]->buffers[1];
       CHECK(dv[0] == 18383 && dv[1] == 18383 && !valid(&t, dd, 2));
-      CHECK(STREQ(&t, j, 0, "{\"a\": [1, 2]}") && STREQ(&t, j, 1, "[]") && STREQ(&t, j, 2, "[true]"));
+      CHECK(STREQ(&t, j, 0, "{\"a\": [1, 2]}") && STREQ(&t, j, 1, "[]") &&
+            STREQ(&t, j, 2, "[true]"));
     }
     int vt = col(&t, "nn\x1fv_text");
     switch (mode) {
@@ -964,7 +990,8 @@ static void test_prefixes(void) {
 
 static const char *oom_docs[] = {
     "{\"games\":[{\"id\":1,\"w\":{\"r\":1500,\"@id\":\"x\\u00e9\"},\"tags\":[\"a\",\"b\"],"
-    "\"moves\":[{\"m\":\"e4\",\"t\":[1,[2]]}],\"f\":1.5,\"ok\":true,\"s\":\"2020-05-01T12:00:00Z\",\"nn\":5}]}",
+    "\"moves\":[{\"m\":\"e4\",\"t\":[1,[2]]}],\"f\":1.5,\"ok\":true,\"s\":\"2020-05-01T12:00:00Z\","
+    "\"nn\":5}]}",
     "{\"games\":[{\"id\":\"two\",\"w\":{\"r\":\"high\"},\"tags\":[1],\"extra\":{\"k\":[{}]},"
     "\"nn\":null},{\"id\":3,\"f\":\"x\",\"ok\":1,\"nn\":7}]}",
     "{\"games\":[{\"id\":4,\"bad\":[1,2,}]}",
