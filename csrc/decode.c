@@ -862,8 +862,14 @@ static int append_coerced(struct parser *ps, struct dltc_col *col, const struct 
   case DLTC_T_DATE: {
     int64_t us;
     int has_time;
+    double secs;
     if (v->kind == DLTC_T_TEXT) {
-      if (dltc__iso_parse(v->str, v->n, &us, &has_time))
+      /* as dlt: a numeric string is epoch seconds (timestamp), else ISO-8601 */
+      if (to == DLTC_T_TIMESTAMP && !memchr(v->str, 'x', v->n) &&
+          text_to_f64(v->str, v->n, &secs) == 0) {
+        if (secs_to_us(secs, &us))
+          return 1;
+      } else if (dltc__iso_parse(v->str, v->n, &us, &has_time))
         return 1;
     } else if (v->kind == DLTC_T_BIGINT) {
       if (v->i > INT64_MAX / 1000000 || v->i < INT64_MIN / 1000000)
@@ -933,7 +939,8 @@ static int store(struct parser *ps, int32_t node, const struct value *v) {
     }
     if (rc)
       return rc;
-    vc = dltc__col_add(s, ti, node, v->kind, 1, NULL, ps->err);
+    /* named for the value's kind, typed as dlt infers it (an ISO string: timestamp) */
+    vc = dltc__col_add(s, ti, node, infer_type(v), v->kind, NULL, ps->err);
     if (vc < 0)
       return fail_from(ps, ps->err ? ps->err->code : DLTC_ENOMEM);
     ps->d->st.variants++;
@@ -941,8 +948,20 @@ static int store(struct parser *ps, int32_t node, const struct value *v) {
   col = &t->cols[vc];
   clear_dup(col, t->nrows);
   rc = append_coerced(ps, col, v);
-  if (rc > 0)
-    return fail(ps, DLTC_EINVAL, "internal: variant does not take its own type");
+  if (LIKELY(rc <= 0))
+    return rc;
+  /* the variant (a timestamp) does not take it either: dlt raises
+   * CannotCoerceColumnException; evolve cannot help, discard modes drop as usual */
+  if (ps->d->mode_data_type == DLTC_MODE_EVOLVE) {
+    if (ps->vstart && ps->vstart <= ps->p)
+      ps->p = ps->vstart;
+    return fail(ps, DLTC_ESCHEMA, "value coerces neither to the column nor to its variant");
+  }
+  rc = contract(ps, ps->d->mode_data_type, node, "data_type");
+  if (rc == STORE_SKIP) {
+    ps->d->st.rejects_data_type++;
+    return 0;
+  }
   return rc;
 }
 

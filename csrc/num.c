@@ -162,28 +162,53 @@ size_t dltc__fmt_f64(double v, char *buf) {
     return (size_t)sprintf(buf, v < 0 ? "-inf" : "inf");
   if (v == 0)
     return (size_t)sprintf(buf, signbit(v) ? "-0.0" : "0.0");
-  char e[40];
-  int prec;
-  for (prec = 1; prec <= 17; prec++) {
-    snprintf(e, sizeof e, "%.*e", prec - 1, v);
-    if (dltc__strtod_c(e, NULL) == v)
-      break;
-  }
-  /* e = [-]D[.DDD]e[+-]XX */
-  const char *q = e;
-  int neg = 0;
-  if (*q == '-') {
-    neg = 1;
-    q++;
-  }
+  /* Shortest digits that round-trip, as Python's repr: for each length, the correctly
+   * rounded candidate, else its neighbours one unit in the last place away (the
+   * nearest decimal of that length need not be the one that reads back, e.g.
+   * 2**-24 = 5.9604644775390625e-08 -> 5.960464477539063e-08). */
+  int neg = signbit(v) != 0;
+  double a = neg ? -v : v;
   char digits[24] = {0};
-  int nd = 0;
-  for (; *q && *q != 'e'; q++)
-    if (is_digit(*q))
-      digits[nd++] = *q;
+  int nd = 0, x = 0;
+  for (int prec = 1; prec <= 17 && !nd; prec++) {
+    char e[40];
+    snprintf(e, sizeof e, "%.*e", prec - 1, a);
+    uint64_t m = 0;
+    const char *q = e;
+    for (; *q && *q != 'e'; q++)
+      if (is_digit(*q))
+        m = m * 10 + (uint64_t)(*q - '0');
+    int ex = (int)strtol(q + 1, NULL, 10);
+    uint64_t lo = 1;
+    for (int i = 1; i < prec; i++)
+      lo *= 10; /* 10^(prec-1): smallest prec-digit mantissa */
+    for (int c = 0; c < 3 && !nd; c++) {
+      uint64_t cm = m;
+      int cx = ex;
+      if (c == 1) {
+        cm = m + 1;
+        if (cm == lo * 10) {
+          cm = lo;
+          cx++;
+        }
+      } else if (c == 2) {
+        if (m == lo) {
+          cm = lo * 10 - 1;
+          cx--;
+        } else
+          cm = m - 1;
+      }
+      char t[48];
+      snprintf(t, sizeof t, "%llue%d", (unsigned long long)cm, cx - (prec - 1));
+      if (dltc__strtod_c(t, NULL) == a) {
+        nd = snprintf(digits, sizeof digits, "%llu", (unsigned long long)cm);
+        x = cx;
+      }
+    }
+  }
   while (nd > 1 && digits[nd - 1] == '0')
     nd--;
-  int x = (int)strtol(q + 1, NULL, 10); /* value = D1.D2.. * 10^x */
+  /* value = D1.D2.. * 10^x */
   size_t k = 0;
   if (neg)
     buf[k++] = '-';

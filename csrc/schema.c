@@ -269,7 +269,7 @@ int32_t dltc__col_add(struct dltc_schema *s, int32_t ti, int32_t node, int type,
       len += lens[i];
     }
     if (variant)
-      len += (size_t)sprintf(name + len, "\x1fv_%s", dltc_type_name(type));
+      len += (size_t)sprintf(name + len, "\x1fv_%s", dltc_type_name(variant));
   } else {
     len = strlen(sysname);
     memcpy(name, sysname, len);
@@ -292,13 +292,14 @@ int32_t dltc__col_add(struct dltc_schema *s, int32_t ti, int32_t node, int type,
   if (node >= 0) {
     struct dltc_node *nd = &s->nodes[node];
     int was_main = 0;
+    int slot = variant ? variant : type;
     if (!variant) {
       nd->main_type = (uint8_t)type;
       was_main = 1;
     }
-    nd->col[type] = ci;
-    if (undo_push(s, (struct dltc_undo){DLTC_UNDO_COL, ti, node, type, was_main}, err)) {
-      nd->col[type] = -1;
+    nd->col[slot] = ci;
+    if (undo_push(s, (struct dltc_undo){DLTC_UNDO_COL, ti, node, slot, was_main}, err)) {
+      nd->col[slot] = -1;
       if (was_main)
         nd->main_type = DLTC_T_NONE;
       t->ncols--;

@@ -104,9 +104,11 @@ int32_t dltc__node_add(struct dltc_schema *s, int32_t obj, const char *k, size_t
 int32_t dltc__table_add(struct dltc_schema *s, int32_t parent, const char *const *comps,
                         const size_t *comp_len, int ncomps, struct dltc_error *err);
 
-/* Add a column to table t for node (or -1 for system columns) with a name built
- * from the node path (plus "v_<type>" when variant); back-fills nulls for rows of
- * the open batch. Returns the column index or -1. */
+/* Add a column of `type` to table t for node (or -1 for system columns) with a name
+ * built from the node path. variant 0: the node's main column (node->col[type]);
+ * variant = a value kind: a variant column named "v_<kind>" in node->col[kind]
+ * (its type may differ: dlt infers it, e.g. an ISO string -> timestamp). Back-fills
+ * nulls for rows of the open batch. Returns the column index or -1. */
 int32_t dltc__col_add(struct dltc_schema *s, int32_t t, int32_t node, int type, int variant,
                       const char *sysname, struct dltc_error *err);
 

@@ -402,7 +402,7 @@ static void test_numbers(void) {
   } reprs[] = {
       {1e16, "1e+16"},  {1e15, "1000000000000000.0"},    {0.0001, "0.0001"}, {1e-05, "1e-05"},
       {123.0, "123.0"}, {1.5e300, "1.5e+300"},           {-0.0, "-0.0"},     {0.1, "0.1"},
-      {2.5, "2.5"},     {1.0 / 3, "0.3333333333333333"}, {5e-324, "5e-324"}, {INFINITY, "inf"}};
+      {2.5, "2.5"},     {1.0 / 3, "0.3333333333333333"}, {5e-324, "5e-324"}, {5.9604644775390625e-08, "5.960464477539063e-08"}, {INFINITY, "inf"}};
   for (size_t t = 0; t < sizeof reprs / sizeof reprs[0]; t++) {
     char b[48];
     size_t n = dltc__fmt_f64(reprs[t].v, b);
@@ -861,6 +861,46 @@ static void test_declared(void) {
   }
 }
 
+/* dlt's coercions and variants: variant columns are typed by inference (an ISO
+ * string in a bool column: a__v_text of type timestamp); a value neither column takes
+ * fails the document (dlt raises); numeric strings are epoch seconds for timestamps. */
+static void test_coercions(void) {
+  struct dltc_decoder *d = mk_default();
+  struct dltc_error err;
+  CHECK(feed(d, "[{\"a\":false,\"t\":\"2024-01-01T00:00:00Z\",\"f\":1.5},"
+                "{\"a\":\"2024-01-01T00:00:00Z\",\"t\":\"1.5\",\"f\":5.9604644775390625e-08},"
+                "{\"a\":\"yes\",\"t\":\"-7\",\"f\":\"2\"},"
+                "{\"t\":\"0x10\",\"f\":true}]",
+             &err) == 0);
+  /* "nope" is not a bool and not a timestamp (the a__v_text variant) */
+  CHECK(feed(d, "[{\"a\":\"nope\"}]", &err) == DLTC_ESCHEMA && err.offset == 6);
+  struct tbl t;
+  CHECK(take(d, "", &t) == 0 && t.arr.length == 4);
+  int a = col(&t, "a"), av = col(&t, "a\x1fv_text"), ts = col(&t, "t"), tv = col(&t, "t\x1fv_text");
+  int f = col(&t, "f"), fv = col(&t, "f\x1fv_bool");
+  CHECK(a >= 0 && av >= 0 && ts >= 0 && tv >= 0 && f >= 0 && fv >= 0);
+  if (a >= 0 && av >= 0 && ts >= 0 && tv >= 0 && f >= 0 && fv >= 0) {
+    CHECK(strcmp(t.schema.children[av]->format, "tsu:UTC") == 0);
+    CHECK(geti(&t, av, 1) == 1704067200000000LL && !valid(&t, av, 2));
+    CHECK(valid(&t, a, 2)); /* "yes" coerces to bool */
+    CHECK(geti(&t, ts, 1) == 1500000 && geti(&t, ts, 2) == -7000000);
+    CHECK(!valid(&t, ts, 3) && STREQ(&t, tv, 3, "0x10"));
+    CHECK(getf(&t, f, 2) == 2.0 && valid(&t, fv, 3));
+  }
+  tbl_release(&t);
+  dltc_decoder_free(d);
+  /* bigint -> text uses str(): Python's repr of floats */
+  d = mk_default();
+  CHECK(feed(d, "[{\"s\":\"\"},{\"s\":5.9604644775390625e-08},{\"s\":1e16},{\"s\":true}]",
+             &err) == 0);
+  CHECK(take(d, "", &t) == 0);
+  int sc = col(&t, "s");
+  CHECK(sc >= 0 && STREQ(&t, sc, 1, "5.960464477539063e-08") && STREQ(&t, sc, 2, "1e+16"));
+  CHECK(sc >= 0 && STREQ(&t, sc, 3, "True"));
+  tbl_release(&t);
+  dltc_decoder_free(d);
+}
+
 static void test_contract_columns(void) {
   for (int mode = 0; mode < 4; mode++) {
     struct dltc_plan_spec spec;
@@ -1142,6 +1182,7 @@ int main(void) {
   test_errors();
   test_tables();
   test_declared();
+  test_coercions();
   test_contract_columns();
   test_batches();
   test_prefixes();
