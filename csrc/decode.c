@@ -1126,6 +1126,31 @@ static int32_t child_table_for(struct parser *ps, int32_t node) {
   int32_t ti = s->nodes[node].table;
   if (!s->nodes[node].declared && !ps->d->infer)
     return -2;
+  const char *comps[128];
+  size_t lens[128];
+  int n = dltc__node_path(s, node, comps, lens, 128);
+  if (n < 0) {
+    fail(ps, DLTC_ELIMIT, "list path deeper than 128 keys");
+    return -1;
+  }
+  /* one table per key, as dlt: {"k":[{"k":[..]}]} and {"k":{"k":[..]}} both feed
+   * root__k__k (rows with parents in different tables) */
+  const struct dltc_table *pt = &s->tables[ti];
+  for (size_t i = 0; i < s->ntables; i++) {
+    const struct dltc_table *o = &s->tables[i];
+    if (o->nkey != pt->nkey + n)
+      continue;
+    int same = 1;
+    for (int j = 0; j < o->nkey && same; j++) {
+      const char *c = j < pt->nkey ? pt->key[j] : comps[j - pt->nkey];
+      size_t cl = j < pt->nkey ? pt->key_len[j] : lens[j - pt->nkey];
+      same = o->key_len[j] == cl && memcmp(o->key[j], c, cl) == 0;
+    }
+    if (same) {
+      s->nodes[node].child_table = (int32_t)i;
+      return (int32_t)i;
+    }
+  }
   if (table_settled(&s->tables[ti])) {
     int rc = contract(ps, ps->d->mode_columns, node, "new_column");
     if (rc == STORE_SKIP) {
@@ -1134,13 +1159,6 @@ static int32_t child_table_for(struct parser *ps, int32_t node) {
     }
     if (rc)
       return -1;
-  }
-  const char *comps[128];
-  size_t lens[128];
-  int n = dltc__node_path(s, node, comps, lens, 128);
-  if (n < 0) {
-    fail(ps, DLTC_ELIMIT, "list path deeper than 128 keys");
-    return -1;
   }
   int32_t ct = dltc__table_add(s, ti, comps, lens, n, ps->err);
   if (ct < 0) {

@@ -775,6 +775,16 @@ static void test_tables(void) {
   tbl_release(&tal);
   dltc_decoder_free(d);
 
+  /* one table per key: a list reached through a child row and through a nested
+   * object with the same keys feeds one table (dlt's root__k__k) */
+  d = mk_default();
+  CHECK(feed(d, "[{\"k\":[{\"k\":[false]}]},{\"k\":{\"k\":[0,1]}}]", &err) == 0);
+  struct tbl kk;
+  CHECK(take(d, "k\x1fk", &kk) == 0 && kk.arr.length == 3);
+  tbl_release(&kk);
+  CHECK(take(d, "k\x1fk", &kk) != 0); /* no second table with that key */
+  dltc_decoder_free(d);
+
   /* SHAKE128 known answers (FIPS 202 examples) */
   uint8_t out[32];
   dltc__shake128("", 0, out, 32);
