@@ -70,6 +70,9 @@ struct dltc_decoder {
   int64_t pend_dropped;
   uint8_t rnd[4096];
   size_t rnd_pos;
+  /* the compiled plan, for dltc_decoder_reset: its nodes, tables and columns */
+  size_t plan_nnodes, plan_ntables;
+  size_t plan_ncols[2];
 };
 
 struct parser {
@@ -274,11 +277,13 @@ scan_impl(struct parser *ps, const char **start, size_t *len, int *esc, char *ds
       if (mask) {
         unsigned k = (unsigned)__builtin_ctz(mask);
         p += k;
-        o += dst ? k : 0;
+        if (dst)
+          o += k;
         goto special;
       }
       p += 16;
-      o += dst ? 16 : 0;
+      if (dst)
+        o += 16;
     }
 #endif
     while (p < end) {
@@ -1962,11 +1967,20 @@ int dltc_decoder_new(const struct dltc_plan_spec *spec, struct dltc_decoder **ou
     goto out;
   if (d->dlt_ids && (rc = add_sys(d, d->root_table, DLTC_SYS_ID, "_dlt_id", DLTC_T_TEXT, err)))
     goto out;
+  d->plan_nnodes = s->nnodes;
+  d->plan_ntables = s->ntables;
+  d->plan_ncols[0] = s->tables[0].ncols;
+  d->plan_ncols[1] = s->tables[1].ncols;
   *out = d;
   d = NULL;
 out:
   dltc_decoder_free(d);
   return rc;
+}
+
+void dltc_decoder_reset(struct dltc_decoder *d) {
+  clear_pending(d);
+  dltc__schema_reset(&d->s, d->plan_nnodes, d->plan_ntables, d->plan_ncols);
 }
 
 void dltc_decoder_free(struct dltc_decoder *d) {

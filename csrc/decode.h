@@ -74,6 +74,13 @@ void dltc_decoder_free(struct dltc_decoder *d);
 int dltc_decoder_feed(struct dltc_decoder *d, const char *data, size_t n, const char *source_url,
                       size_t source_url_len, int64_t *rows, struct dltc_error *err);
 
+/* Back to the compiled plan, as if new: inferred columns, child tables, variants,
+ * rows not flushed yet and pending rejects are dropped; declared columns stay.
+ * Unlike a new decoder it keeps its memory: each column's buffers start at the
+ * capacity the same column (table key and name) needed before, so reusing one
+ * decoder per document costs no buffer growth. Stats are cumulative. */
+void dltc_decoder_reset(struct dltc_decoder *d);
+
 /* Tables that have rows (including closed batches), for flushing. Indexes are
  * valid until the next feed. */
 size_t dltc_decoder_ntables(const struct dltc_decoder *d);

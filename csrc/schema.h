@@ -77,6 +77,13 @@ struct dltc_undo {
   int was_main;
 };
 
+/* Buffer capacities a column needed before a reset, by "table key\x1ecolumn name". */
+struct dltc_hint {
+  char *key;      /* owned, NUL-terminated */
+  size_t caps[3]; /* validity, values, data */
+};
+#define DLTC_MAX_HINTS 65536
+
 struct dltc_schema {
   struct dltc_node *nodes;
   size_t nnodes, capnodes;
@@ -84,7 +91,9 @@ struct dltc_schema {
   size_t ntables, captables;
   struct dltc_undo *undo;
   size_t nundo, capundo;
-  int logging; /* record undo entries */
+  int logging;             /* record undo entries */
+  struct dltc_hint *hints; /* open addressing, caphints a power of 2 (or 0) */
+  size_t nhints, caphints;
 };
 
 int dltc__schema_init(struct dltc_schema *s, struct dltc_error *err);
@@ -115,6 +124,12 @@ int32_t dltc__col_add(struct dltc_schema *s, int32_t t, int32_t node, int type, 
 /* Undo log marks and rollback to a mark (pops created columns and tables). */
 static inline size_t dltc__undo_mark(const struct dltc_schema *s) { return s->nundo; }
 void dltc__undo_rollback(struct dltc_schema *s, size_t mark);
+
+/* Back to the first nnodes nodes and ntables tables, table i keeping its first
+ * ncols[i] columns (emptied, buffers kept); everything else is freed after its
+ * buffer capacities are saved as hints that dltc__col_add applies to a column of
+ * the same table key and name. Rows, batches and the undo log are dropped. */
+void dltc__schema_reset(struct dltc_schema *s, size_t nnodes, size_t ntables, const size_t *ncols);
 
 /* Path components of node (from the table's record level), written as pointers. Returns count. */
 int dltc__node_path(const struct dltc_schema *s, int32_t node, const char **comps, size_t *lens,

@@ -574,6 +574,16 @@ fail:
   return NULL;
 }
 
+/* Returns a new reference (None). */
+static PyObject *decoder_reset(PyObject *self, PyObject *noargs) {
+  (void)noargs;
+  DecoderObject *o = (DecoderObject *)self;
+  if (decoder_ready(o))
+    return NULL;
+  dltc_decoder_reset(o->dec);
+  Py_RETURN_NONE;
+}
+
 /* Returns a new reference: a dict of counters. */
 static PyObject *decoder_stats(PyObject *self, PyObject *noargs) {
   (void)noargs;
@@ -596,6 +606,9 @@ static PyMethodDef decoder_methods[] = {
      "feed(data, source_url='') -> int: parse one JSON document (GIL released)."},
     {"flush", decoder_flush, METH_NOARGS, "flush() -> {key: ArrowStream}: tables with rows."},
     {"stats", decoder_stats, METH_NOARGS, "stats() -> dict of counters."},
+    {"reset", decoder_reset, METH_NOARGS,
+     "reset(): back to the plan (drops learned columns/tables and unflushed rows), keeping "
+     "buffer capacities."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -56,6 +56,10 @@ class Decoder:
         "ESCHEMA" for a freeze contract) and rolls the document back."""
     def flush(self) -> dict[TableKey, ArrowStream]:
         """Tables with rows -> streams; resets the row builders (schemas stay)."""
+    def reset(self) -> None:
+        """Back to the compiled plan as if new (inferred columns, child tables, variants,
+        unflushed rows and rejects dropped; declared columns kept), but keeping memory:
+        each column's buffers start at the capacity it needed before. Stats stay."""
     def stats(self) -> dict[str, int]:
         """documents, rows, child_rows, bytes, failed_documents, rejects_new_column,
         rejects_data_type, rejects_missing, rows_discarded, variants, batches."""

@@ -399,10 +399,13 @@ static void test_numbers(void) {
   struct {
     double v;
     const char *s;
-  } reprs[] = {
-      {1e16, "1e+16"},  {1e15, "1000000000000000.0"},    {0.0001, "0.0001"}, {1e-05, "1e-05"},
-      {123.0, "123.0"}, {1.5e300, "1.5e+300"},           {-0.0, "-0.0"},     {0.1, "0.1"},
-      {2.5, "2.5"},     {1.0 / 3, "0.3333333333333333"}, {5e-324, "5e-324"}, {5.9604644775390625e-08, "5.960464477539063e-08"}, {INFINITY, "inf"}};
+  } reprs[] = {{1e16, "1e+16"},    {1e15, "1000000000000000.0"},
+               {0.0001, "0.0001"}, {1e-05, "1e-05"},
+               {123.0, "123.0"},   {1.5e300, "1.5e+300"},
+               {-0.0, "-0.0"},     {0.1, "0.1"},
+               {2.5, "2.5"},       {1.0 / 3, "0.3333333333333333"},
+               {5e-324, "5e-324"}, {5.9604644775390625e-08, "5.960464477539063e-08"},
+               {INFINITY, "inf"}};
   for (size_t t = 0; t < sizeof reprs / sizeof reprs[0]; t++) {
     char b[48];
     size_t n = dltc__fmt_f64(reprs[t].v, b);
@@ -877,10 +880,11 @@ static void test_declared(void) {
 static void test_coercions(void) {
   struct dltc_decoder *d = mk_default();
   struct dltc_error err;
-  CHECK(feed(d, "[{\"a\":false,\"t\":\"2024-01-01T00:00:00Z\",\"f\":1.5},"
-                "{\"a\":\"2024-01-01T00:00:00Z\",\"t\":\"1.5\",\"f\":5.9604644775390625e-08},"
-                "{\"a\":\"yes\",\"t\":\"-7\",\"f\":\"2\"},"
-                "{\"t\":\"0x10\",\"f\":true}]",
+  CHECK(feed(d,
+             "[{\"a\":false,\"t\":\"2024-01-01T00:00:00Z\",\"f\":1.5},"
+             "{\"a\":\"2024-01-01T00:00:00Z\",\"t\":\"1.5\",\"f\":5.9604644775390625e-08},"
+             "{\"a\":\"yes\",\"t\":\"-7\",\"f\":\"2\"},"
+             "{\"t\":\"0x10\",\"f\":true}]",
              &err) == 0);
   /* "nope" is not a bool and not a timestamp (the a__v_text variant) */
   CHECK(feed(d, "[{\"a\":\"nope\"}]", &err) == DLTC_ESCHEMA && err.offset == 6);
@@ -901,8 +905,8 @@ static void test_coercions(void) {
   dltc_decoder_free(d);
   /* bigint -> text uses str(): Python's repr of floats */
   d = mk_default();
-  CHECK(feed(d, "[{\"s\":\"\"},{\"s\":5.9604644775390625e-08},{\"s\":1e16},{\"s\":true}]",
-             &err) == 0);
+  CHECK(feed(d, "[{\"s\":\"\"},{\"s\":5.9604644775390625e-08},{\"s\":1e16},{\"s\":true}]", &err) ==
+        0);
   CHECK(take(d, "", &t) == 0);
   int sc = col(&t, "s");
   CHECK(sc >= 0 && STREQ(&t, sc, 1, "5.960464477539063e-08") && STREQ(&t, sc, 2, "1e+16"));
@@ -1003,6 +1007,76 @@ static void test_batches(void) {
   dltc_decoder_free(d);
 }
 
+/* A reset decoder gives what a new one gives (same columns, types, tables, rows). */
+static void schema_sig(struct dltc_decoder *d, char *out, size_t cap) {
+  size_t k = 0;
+  out[0] = '\0';
+  for (size_t i = 0; i < dltc_decoder_ntables(d); i++) {
+    const char *const *key;
+    const size_t *kl;
+    int nk;
+    int64_t rows;
+    dltc_decoder_table_key(d, i, &key, &kl, &nk, &rows);
+    if (!rows)
+      continue;
+    struct ArrowArrayStream st;
+    struct dltc_error err;
+    if (dltc_decoder_flush_table(d, i, &st, &err))
+      continue;
+    struct ArrowSchema sc;
+    if (st.get_schema(&st, &sc) == 0) {
+      k += (size_t)snprintf(out + k, cap - k, "|%d:%lld:", nk, (long long)rows);
+      for (int j = 0; j < nk && k < cap; j++)
+        k += (size_t)snprintf(out + k, cap - k, "%.*s/", (int)kl[j], key[j]);
+      for (int64_t c = 0; c < sc.n_children && k < cap; c++)
+        k += (size_t)snprintf(out + k, cap - k, "%s=%s,", sc.children[c]->name,
+                              sc.children[c]->format);
+      sc.release(&sc);
+    }
+    st.release(&st);
+    if (k >= cap)
+      break;
+  }
+}
+
+static void test_reset(void) {
+  const char *p_nn[] = {"w", "r"};
+  size_t l_nn[] = {1, 1};
+  struct dltc_column_spec cols[] = {{p_nn, l_nn, 2, DLTC_T_BIGINT, 1, 0}};
+  struct dltc_plan_spec spec;
+  dltc_plan_spec_init(&spec);
+  spec.selector = "games";
+  spec.columns = cols;
+  spec.ncolumns = 1;
+  spec.load_id = "L";
+  const char *a =
+      "{\"games\":[{\"x\":1,\"w\":{\"r\":\"s\",\"q\":2},\"l\":[1,2],\"o\":[{\"z\":1}]}]}";
+  const char *b =
+      "{\"games\":[{\"y\":\"t\",\"w\":{\"r\":3,\"q\":\"u\"},\"l\":[\"a\"]},{\"x\":true}]}";
+  static char s1[8192], s2[8192];
+  struct dltc_error err;
+  struct dltc_decoder *fresh = mk(&spec), *reused = mk(&spec);
+  CHECK(feed(fresh, b, &err) == 0);
+  schema_sig(fresh, s1, sizeof s1);
+  for (int i = 0; i < 3; i++) {
+    CHECK(feed(reused, a, &err) == 0);
+    if (i == 1) {
+      char junk[8192];
+      schema_sig(reused, junk, sizeof junk); /* flushed before the reset, or not */
+    }
+    dltc_decoder_reset(reused);
+    CHECK(feed(reused, b, &err) == 0);
+    schema_sig(reused, s2, sizeof s2);
+    if (strcmp(s1, s2) != 0) {
+      fprintf(stderr, "reset: fresh %s\nreset %s\n", s1, s2);
+      failures++;
+    }
+    dltc_decoder_reset(reused);
+  }
+  dltc_decoder_free(fresh);
+  dltc_decoder_free(reused);
+}
+
 /* ---- guard pages on every prefix ------------------------------------------------------- */
 
 static void test_prefixes(void) {
@@ -1070,6 +1144,8 @@ static int oom_scenario(int mode_dt, int64_t *rows_out, int *base, int record) {
   }
   int64_t total = 0;
   for (int round = 0; round < 2; round++) {
+    if (round == 1)
+      dltc_decoder_reset(d); /* never fails; the second round starts from the plan */
     for (size_t i = 0; i < sizeof oom_docs / sizeof oom_docs[0]; i++) {
       int64_t rows = -1;
       size_t n = strlen(oom_docs[i]);
@@ -1195,6 +1271,7 @@ int main(void) {
   test_coercions();
   test_contract_columns();
   test_batches();
+  test_reset();
   test_prefixes();
   test_oom();
   if (guard_map)
