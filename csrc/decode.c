@@ -653,7 +653,8 @@ static int infer_type(const struct value *v) {
   return v->kind;
 }
 
-/* text -> int64 as int(s.strip()) / int(s[2:], 16) for "0x". */
+/* text -> int64 as int(s.strip()) / int(s[2:], 16) for "0x". -1: not an integer,
+ * -2: an integer beyond int64. */
 static int text_to_i64(const char *s, size_t n, int64_t *out) {
   while (n && (*s == ' ' || *s == '\t' || *s == '\n' || *s == '\r')) {
     s++;
@@ -678,18 +679,18 @@ static int text_to_i64(const char *s, size_t n, int64_t *out) {
   if (!n)
     return -1;
   uint64_t v = 0;
+  int over = 0;
   for (size_t i = 0; i < n; i++) {
     int dgt = base == 16 ? hexval(s[i]) : (s[i] >= '0' && s[i] <= '9' ? s[i] - '0' : -1);
     if (dgt < 0)
       return -1;
     if (v > (UINT64_MAX - (uint64_t)dgt) / (uint64_t)base)
-      return -1;
-    v = v * (uint64_t)base + (uint64_t)dgt;
+      over = 1;
+    else
+      v = v * (uint64_t)base + (uint64_t)dgt;
   }
-  if (!neg && v > (uint64_t)INT64_MAX)
-    return -1;
-  if (neg && v > (uint64_t)INT64_MAX + 1)
-    return -1;
+  if (over || (!neg && v > (uint64_t)INT64_MAX) || (neg && v > (uint64_t)INT64_MAX + 1))
+    return -2; /* an integer, but beyond int64 */
   *out = neg ? (int64_t)(0 - v) : (int64_t)v;
   return 0;
 }
@@ -781,8 +782,13 @@ static int is_json_text(struct parser *ps, const char *s, size_t n) {
   return sub.p == sub.end;
 }
 
-/* Append v to column ci of table t, coercing as dlt does. Returns 0, 1 if the value
- * does not coerce, or an error. */
+/* append_coerced's results besides 0 and error codes (which are > 0). */
+enum { COERCE_NONE = -1, COERCE_NOHOLD = -2 };
+
+/* Append v to column ci of table t, coercing as dlt does. Returns 0, COERCE_NONE if
+ * the value does not coerce (dlt makes a variant), COERCE_NOHOLD if dlt's coercion
+ * gives a value no column holds (an integral double beyond int64: dlt fails), or an
+ * error code (offset and path set). */
 static int append_coerced(struct parser *ps, struct dltc_col *col, const struct value *v) {
   struct dltc_error *err = ps->err;
   int rc = 0;
@@ -807,7 +813,7 @@ static int append_coerced(struct parser *ps, struct dltc_col *col, const struct 
       rc = dltc_col_append_str(col, v->i ? "True" : "False", v->i ? 4 : 5, err);
       break;
     case DLTC_T_JSON: rc = dltc_col_append_str(col, v->str, v->n, err); break;
-    default: return 1;
+    default: return COERCE_NONE;
     }
     break;
   case DLTC_T_JSON:
@@ -816,22 +822,24 @@ static int append_coerced(struct parser *ps, struct dltc_col *col, const struct 
     else if (v->kind == DLTC_T_TEXT && is_json_text(ps, v->str, v->n))
       rc = dltc_col_append_str(col, v->str, v->n, err);
     else
-      return 1;
+      return COERCE_NONE;
     break;
   case DLTC_T_BIGINT: {
     int64_t x;
     if (v->kind == DLTC_T_BIGINT)
       x = v->i;
     else if (v->kind == DLTC_T_DOUBLE) {
-      if (!(v->f >= -9223372036854775808.0 && v->f < 9223372036854775808.0) ||
-          v->f != __builtin_trunc(v->f))
-        return 1;
+      if (!__builtin_isfinite(v->f) || v->f != __builtin_trunc(v->f))
+        return COERCE_NONE;
+      if (!(v->f >= -9223372036854775808.0 && v->f < 9223372036854775808.0))
+        return COERCE_NOHOLD; /* dlt: int(v), which no bigint column holds */
       x = (int64_t)v->f;
     } else if (v->kind == DLTC_T_TEXT) {
-      if (text_to_i64(v->str, v->n, &x))
-        return 1;
+      int r = text_to_i64(v->str, v->n, &x);
+      if (r)
+        return r == -2 ? COERCE_NOHOLD : COERCE_NONE;
     } else
-      return 1;
+      return COERCE_NONE;
     rc = dltc_col_append_i64(col, x, err);
     break;
   }
@@ -843,9 +851,9 @@ static int append_coerced(struct parser *ps, struct dltc_col *col, const struct 
       x = (double)v->i;
     else if (v->kind == DLTC_T_TEXT) {
       if (text_to_f64(v->str, v->n, &x))
-        return 1;
+        return COERCE_NONE;
     } else
-      return 1;
+      return COERCE_NONE;
     rc = dltc_col_append_f64(col, x, err);
     break;
   }
@@ -857,9 +865,9 @@ static int append_coerced(struct parser *ps, struct dltc_col *col, const struct 
       x = v->f != 0;
     else if (v->kind == DLTC_T_TEXT) {
       if (text_to_bool(v->str, v->n, &x))
-        return 1;
+        return COERCE_NONE;
     } else
-      return 1;
+      return COERCE_NONE;
     rc = dltc_col_append_bool(col, x, err);
     break;
   }
@@ -873,29 +881,29 @@ static int append_coerced(struct parser *ps, struct dltc_col *col, const struct 
       if (to == DLTC_T_TIMESTAMP && !memchr(v->str, 'x', v->n) &&
           text_to_f64(v->str, v->n, &secs) == 0) {
         if (secs_to_us(secs, &us))
-          return 1;
+          return COERCE_NONE;
       } else if (dltc__iso_parse(v->str, v->n, &us, &has_time))
-        return 1;
+        return COERCE_NONE;
     } else if (v->kind == DLTC_T_BIGINT) {
       if (v->i > INT64_MAX / 1000000 || v->i < INT64_MIN / 1000000)
-        return 1;
+        return COERCE_NONE;
       us = v->i * 1000000;
     } else if (v->kind == DLTC_T_DOUBLE) {
       if (secs_to_us(v->f, &us))
-        return 1;
+        return COERCE_NONE;
     } else
-      return 1;
+      return COERCE_NONE;
     if (to == DLTC_T_TIMESTAMP)
       rc = dltc_col_append_i64(col, us, err);
     else {
       int64_t days = floor_div(us, 86400000000LL);
       if (days > INT32_MAX || days < INT32_MIN)
-        return 1;
+        return COERCE_NONE;
       rc = dltc_col_append_i32(col, (int32_t)days, err);
     }
     break;
   }
-  default: return 1;
+  default: return COERCE_NONE;
   }
   return rc ? fail_from(ps, rc) : 0;
 }
@@ -932,35 +940,38 @@ static int store(struct parser *ps, int32_t node, const struct value *v) {
   struct dltc_col *col = &t->cols[nd->col[nd->main_type]];
   clear_dup(col, t->nrows);
   rc = append_coerced(ps, col, v);
-  if (LIKELY(rc <= 0))
-    return rc;
-  /* does not coerce: variant column of the value's own type */
-  int32_t vc = nd->col[v->kind];
-  if (vc < 0 || v->kind == nd->main_type) {
-    rc = contract(ps, ps->d->mode_data_type, node, "data_type");
-    if (rc == STORE_SKIP) {
-      ps->d->st.rejects_data_type++;
-      return 0;
+  if (LIKELY(rc >= 0))
+    return rc; /* stored, or an error */
+  if (rc == COERCE_NONE) {
+    /* does not coerce: a variant column named for the value's kind */
+    int32_t vc = nd->col[v->kind];
+    if (vc < 0 || v->kind == nd->main_type) {
+      rc = contract(ps, ps->d->mode_data_type, node, "data_type");
+      if (rc == STORE_SKIP) {
+        ps->d->st.rejects_data_type++;
+        return 0;
+      }
+      if (rc)
+        return rc;
+      /* typed as dlt infers it (an ISO string: timestamp) */
+      vc = dltc__col_add(s, ti, node, infer_type(v), v->kind, NULL, ps->err);
+      if (vc < 0)
+        return fail_from(ps, ps->err ? ps->err->code : DLTC_ENOMEM);
+      ps->d->st.variants++;
     }
-    if (rc)
+    col = &t->cols[vc];
+    clear_dup(col, t->nrows);
+    rc = append_coerced(ps, col, v);
+    if (LIKELY(rc >= 0))
       return rc;
-    /* named for the value's kind, typed as dlt infers it (an ISO string: timestamp) */
-    vc = dltc__col_add(s, ti, node, infer_type(v), v->kind, NULL, ps->err);
-    if (vc < 0)
-      return fail_from(ps, ps->err ? ps->err->code : DLTC_ENOMEM);
-    ps->d->st.variants++;
   }
-  col = &t->cols[vc];
-  clear_dup(col, t->nrows);
-  rc = append_coerced(ps, col, v);
-  if (LIKELY(rc <= 0))
-    return rc;
-  /* the variant (a timestamp) does not take it either: dlt raises
-   * CannotCoerceColumnException; evolve cannot help, discard modes drop as usual */
+  /* the variant (a timestamp) does not take it either, or dlt's coercion gives a
+   * value no column holds: dlt raises (CannotCoerceColumnException or at load).
+   * evolve cannot help; the discard modes drop it as usual. */
   if (ps->d->mode_data_type == DLTC_MODE_EVOLVE) {
     if (ps->vstart && ps->vstart <= ps->p)
       ps->p = ps->vstart;
-    return fail(ps, DLTC_ESCHEMA, "value coerces neither to the column nor to its variant");
+    return fail(ps, DLTC_ESCHEMA, "value coerces to nothing its column or variant can hold");
   }
   rc = contract(ps, ps->d->mode_data_type, node, "data_type");
   if (rc == STORE_SKIP) {
