@@ -78,6 +78,7 @@ class _Names:
 
     def __init__(self, naming: NamingConvention) -> None:
         self.naming = naming
+        self.label = str(naming)  # part of the learned-mapping keys
         self._keys: dict[str, str] = {}
         self._columns: dict[str, str] = {}
         self._tables: dict[tuple[str, tuple[str, ...]], str] = {}
@@ -309,7 +310,7 @@ def read_json(
     if dlt_ids is None:
         dlt_ids = tables
     root = names.root(table_name)
-    learn_key = (data_selector, str(names.naming), root)
+    learn_key = (data_selector, names.label, root)
 
     for attempt in range(3):
         declared = _declared_columns(columns, names, learn_key)
