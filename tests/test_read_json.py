@@ -524,3 +524,20 @@ def test_declared_types_coerce_like_dlt(types, records):
         return
     actual = dltc.read_json(data, cols, tables=True, load_id="load")
     assert_same_tables(actual, R.relink_ids(ref, actual, "root"))
+
+
+def test_threads_get_the_same_results():
+    """read_json from several threads at once (the GIL is released while parsing; each
+    thread has its own decoders) gives the results of serial calls."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    docs = [json.dumps([{"i": i, "k": j, f"c{i % 3}": "x" * j, "l": list(range(j % 4))} for j in range(200)]).encode()
+            for i in range(12)]
+    want = [dltc.read_json(d, tables=True, dlt_ids=False) for d in docs]
+    with ThreadPoolExecutor(4) as ex:
+        got = list(ex.map(lambda d: dltc.read_json(d, tables=True, dlt_ids=False), docs * 3))
+    for i, g in enumerate(got):
+        w = want[i % len(docs)]
+        assert sorted(g) == sorted(w)
+        for name in w:
+            assert g[name].equals(w[name]), (i, name)
