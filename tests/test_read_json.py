@@ -223,7 +223,8 @@ def test_mutated_documents_agree_with_json_loads(doc, pos, ch):
     else:
         with pytest.raises(dltc.JSONDecodeError) as ei:
             dltc.read_json(bad, tables=True)
-        assert ei.value.code in ("EPARSE", "ELIMIT"), str(ei.value)
+        # the first error wins: a value dlt cannot load may come before the bad byte
+        assert ei.value.code in ("EPARSE", "ELIMIT") or ei.value.offset < k, str(ei.value)
 
 
 def _utf8_ok(v) -> bool:
