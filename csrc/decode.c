@@ -643,11 +643,17 @@ static int contract(struct parser *ps, int mode, int32_t node, const char *reaso
   }
 }
 
+/* Python's datetime range, years 1..9999 (dlt cannot make other timestamps). */
+static inline int us_in_range(int64_t us) {
+  return us >= -62135596800000000LL && us < 253402300800000000LL;
+}
+
 static int infer_type(const struct value *v) {
   if (v->kind == DLTC_T_TEXT) {
     int64_t us;
     int has_time;
-    if (v->n >= 16 && dltc__iso_parse(v->str, v->n, &us, &has_time) == 0 && has_time)
+    if (v->n >= 16 && dltc__iso_parse(v->str, v->n, &us, &has_time) == 0 && has_time &&
+        us_in_range(us))
       return DLTC_T_TIMESTAMP;
   }
   return v->kind;
@@ -892,6 +898,8 @@ static int append_coerced(struct parser *ps, struct dltc_col *col, const struct 
       if (secs_to_us(v->f, &us))
         return COERCE_NONE;
     } else
+      return COERCE_NONE;
+    if (!us_in_range(us))
       return COERCE_NONE;
     if (to == DLTC_T_TIMESTAMP)
       rc = dltc_col_append_i64(col, us, err);

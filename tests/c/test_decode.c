@@ -886,10 +886,13 @@ static void test_coercions(void) {
              "{\"a\":\"yes\",\"t\":\"-7\",\"f\":\"2\"},"
              "{\"t\":\"0x10\",\"f\":true}]",
              &err) == 0);
+  /* timestamps hold Python's datetime range (years 1..9999) */
+  CHECK(feed(d, "[{\"t\":-62135596801},{\"t\":\"0000-12-31T00:00:00Z\"},{\"t\":-62135596800}]",
+             &err) == 0);
   /* "nope" is not a bool and not a timestamp (the a__v_text variant) */
   CHECK(feed(d, "[{\"a\":\"nope\"}]", &err) == DLTC_ESCHEMA && err.offset == 6);
   struct tbl t;
-  CHECK(take(d, "", &t) == 0 && t.arr.length == 4);
+  CHECK(take(d, "", &t) == 0 && t.arr.length == 7);
   int a = col(&t, "a"), av = col(&t, "a\x1fv_text"), ts = col(&t, "t"), tv = col(&t, "t\x1fv_text");
   int f = col(&t, "f"), fv = col(&t, "f\x1fv_bool");
   CHECK(a >= 0 && av >= 0 && ts >= 0 && tv >= 0 && f >= 0 && fv >= 0);
@@ -900,6 +903,10 @@ static void test_coercions(void) {
     CHECK(geti(&t, ts, 1) == 1500000 && geti(&t, ts, 2) == -7000000);
     CHECK(!valid(&t, ts, 3) && STREQ(&t, tv, 3, "0x10"));
     CHECK(getf(&t, f, 2) == 2.0 && valid(&t, fv, 3));
+    int tb = col(&t, "t\x1fv_bigint");
+    CHECK(tb >= 0 && geti(&t, tb, 4) == -62135596801LL && !valid(&t, ts, 4));
+    CHECK(!valid(&t, ts, 5) && STREQ(&t, tv, 5, "0000-12-31T00:00:00Z"));
+    CHECK(geti(&t, ts, 6) == -62135596800000000LL);
   }
   tbl_release(&t);
   dltc_decoder_free(d);
