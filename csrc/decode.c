@@ -1851,7 +1851,7 @@ int dltc_decoder_new(const struct dltc_plan_spec *spec, struct dltc_decoder **ou
   d->rnd_pos = sizeof d->rnd; /* empty pool */
   if ((rc = dltc__schema_init(&d->s, err)))
     goto out;
-  if (spec->max_depth < 1 || spec->max_depth > 100000 || spec->batch_rows < 1 ||
+  if (spec->max_depth < 1 || spec->max_depth > DLTC_MAX_DEPTH || spec->batch_rows < 1 ||
       spec->max_string < 0 || spec->mode_columns < 0 || spec->mode_columns > 3 ||
       spec->mode_data_type < 0 || spec->mode_data_type > 3) {
     rc = dltc_error_set(err, DLTC_EINVAL, "bad plan limits or contract modes");

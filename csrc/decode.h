@@ -11,6 +11,10 @@
 #include "arrow.h"
 #include "error.h"
 
+/* Upper bound of max_depth: the parser recurses once per nesting level (at most
+ * ~0.7 KB of stack per level), so 4096 levels stay within 3 MB of a thread's stack. */
+#define DLTC_MAX_DEPTH 4096
+
 /* Contract modes, as dlt names them. */
 enum dltc_mode {
   DLTC_MODE_EVOLVE = 0,

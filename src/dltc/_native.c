@@ -333,8 +333,8 @@ static int decoder_init(PyObject *self, PyObject *args, PyObject *kwds) {
     int64_t md = spec.max_depth;
     if (plan_i64(plan, "max_depth", &md))
       goto out;
-    if (md < 1 || md > 100000) {
-      PyErr_SetString(PyExc_ValueError, "max_depth must be in 1..100000");
+    if (md < 1 || md > DLTC_MAX_DEPTH) {
+      PyErr_SetString(PyExc_ValueError, "max_depth must be in 1..4096");
       goto out;
     }
     spec.max_depth = (int)md;

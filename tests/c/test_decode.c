@@ -637,6 +637,22 @@ static void test_caps(void) {
   spec.max_depth = 0;
   struct dltc_decoder *bad = NULL;
   CHECK(dltc_decoder_new(&spec, &bad, &err) == DLTC_EINVAL && bad == NULL);
+  spec.max_depth = DLTC_MAX_DEPTH + 1;
+  CHECK(dltc_decoder_new(&spec, &bad, &err) == DLTC_EINVAL && bad == NULL);
+  /* the deepest allowed nesting of lists (child tables: the deepest recursion) */
+  spec.max_depth = DLTC_MAX_DEPTH;
+  bad = mk(&spec);
+  CHECK(nested(bad, DLTC_MAX_DEPTH, 0, &err) == 0);
+  CHECK(nested(bad, DLTC_MAX_DEPTH + 1, 0, &err) == DLTC_ELIMIT);
+  /* a column's key path has at most 128 components */
+  CHECK(nested(bad, 128, 1, &err) == 0);
+  CHECK(nested(bad, 129, 1, &err) == DLTC_ELIMIT);
+  dltc_decoder_free(bad);
+  spec.infer = 0; /* objects only skipped: the depth cap alone */
+  bad = mk(&spec);
+  CHECK(nested(bad, DLTC_MAX_DEPTH, 1, &err) == 0);
+  CHECK(nested(bad, DLTC_MAX_DEPTH + 1, 1, &err) == DLTC_ELIMIT);
+  dltc_decoder_free(bad);
   dltc_decoder_free(d);
 }
 
