@@ -26,7 +26,7 @@
 #define LIKELY(x) __builtin_expect(!!(x), 1)
 #define UNLIKELY(x) __builtin_expect(!!(x), 0)
 
-#define REJECTS_MAX_PENDING 64
+#define REJECTS_MAX_PENDING 65536 /* rejects of one root record; more: counted only */
 
 struct pending_reject {
   char *path;
@@ -65,9 +65,8 @@ struct dltc_decoder {
   int64_t *marks_doc, *marks_rec;
   size_t marks_cap;
   struct frame *frames;
-  struct pending_reject pend[REJECTS_MAX_PENDING];
-  int npend;
-  int64_t pend_dropped;
+  struct pending_reject *pend; /* rejects of the current root record */
+  int npend, cappend;
   uint8_t rnd[4096];
   size_t rnd_pos;
   /* the compiled plan, for dltc_decoder_reset: its nodes, tables and columns */
@@ -573,8 +572,16 @@ static int random_bytes(struct parser *ps, uint8_t *out, size_t n) {
 static int add_pending(struct parser *ps, int32_t node, const char *reason, int suffix_node) {
   struct dltc_decoder *d = ps->d;
   if (d->npend >= REJECTS_MAX_PENDING) {
-    d->pend_dropped++;
+    d->st.rejects_unrecorded++;
     return 0;
+  }
+  if (d->npend == d->cappend) {
+    int c = d->cappend ? d->cappend * 2 : 8;
+    struct pending_reject *np = dltc__realloc(d->pend, (size_t)c * sizeof *np);
+    if (!np)
+      return fail(ps, DLTC_ENOMEM, "out of memory (rejects)");
+    d->pend = np;
+    d->cappend = c;
   }
   char buf[DLTC_ERROR_PATH_SIZE];
   size_t k = path_format(ps, buf, sizeof buf);
@@ -2019,6 +2026,7 @@ void dltc_decoder_free(struct dltc_decoder *d) {
   dltc__free(d->marks_doc);
   dltc__free(d->marks_rec);
   dltc__free(d->frames);
+  dltc__free(d->pend);
   dltc__free(d);
 }
 

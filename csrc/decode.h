@@ -111,6 +111,8 @@ struct dltc_decoder_stats {
   int64_t rejects_missing;    /* a non-nullable field was missing/null */
   int64_t rows_discarded;     /* rows dropped by discard_row */
   int64_t variants;           /* variant columns created */
+  int64_t rejects_unrecorded; /* rejects counted above but not in the rejects table
+                                 (over 65536 in one record) */
   int64_t batches;
 };
 void dltc_decoder_stats(const struct dltc_decoder *d, struct dltc_decoder_stats *out);

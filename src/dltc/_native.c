@@ -592,13 +592,14 @@ static PyObject *decoder_stats(PyObject *self, PyObject *noargs) {
     return NULL;
   struct dltc_decoder_stats s;
   dltc_decoder_stats(o->dec, &s);
-  return Py_BuildValue("{sLsLsLsLsLsLsLsLsLsLsL}", "documents", (long long)s.documents, "rows",
+  return Py_BuildValue("{sLsLsLsLsLsLsLsLsLsLsLsL}", "documents", (long long)s.documents, "rows",
                        (long long)s.rows, "child_rows", (long long)s.child_rows, "bytes",
                        (long long)s.bytes, "failed_documents", (long long)s.failed_documents,
                        "rejects_new_column", (long long)s.rejects_new_column, "rejects_data_type",
                        (long long)s.rejects_data_type, "rejects_missing",
                        (long long)s.rejects_missing, "rows_discarded", (long long)s.rows_discarded,
-                       "variants", (long long)s.variants, "batches", (long long)s.batches);
+                       "variants", (long long)s.variants, "batches", (long long)s.batches,
+                       "rejects_unrecorded", (long long)s.rejects_unrecorded);
 }
 
 static PyMethodDef decoder_methods[] = {

@@ -62,4 +62,5 @@ class Decoder:
         each column's buffers start at the capacity it needed before. Stats stay."""
     def stats(self) -> dict[str, int]:
         """documents, rows, child_rows, bytes, failed_documents, rejects_new_column,
-        rejects_data_type, rejects_missing, rows_discarded, variants, batches."""
+        rejects_data_type, rejects_missing, rows_discarded, variants, batches,
+        rejects_unrecorded (rejects beyond 65536 in one record: counted, not in the table)."""
