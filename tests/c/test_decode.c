@@ -804,6 +804,24 @@ static void test_tables(void) {
   CHECK(take(d, "k\x1fk", &kk) != 0); /* no second table with that key */
   dltc_decoder_free(d);
 
+  /* child_tables off: a list is a json column holding its raw text */
+  struct dltc_plan_spec nospec;
+  dltc_plan_spec_init(&nospec);
+  nospec.child_tables = 0;
+  d = mk(&nospec);
+  CHECK(feed(d, "[{\"l\":[1, {\"a\":\"\\u00e9\"}],\"o\":{\"m\":[]}}, [2]]", &err) == 0);
+  struct tbl tj;
+  CHECK(take(d, "", &tj) == 0 && tj.arr.length == 2);
+  int lj = col(&tj, "l"), mj = col(&tj, "o\x1fm"), vj = col(&tj, "value");
+  CHECK(lj >= 0 && mj >= 0 && vj >= 0);
+  if (lj >= 0 && mj >= 0 && vj >= 0) {
+    CHECK(STREQ(&tj, lj, 0, "[1, {\"a\":\"\\u00e9\"}]") && STREQ(&tj, mj, 0, "[]"));
+    CHECK(STREQ(&tj, vj, 1, "[2]") && !valid(&tj, lj, 1));
+  }
+  tbl_release(&tj);
+  CHECK(dltc_decoder_ntables(d) == 2); /* root and rejects only */
+  dltc_decoder_free(d);
+
   /* SHAKE128 known answers (FIPS 202 examples) */
   uint8_t out[32];
   dltc__shake128("", 0, out, 32);
