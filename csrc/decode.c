@@ -2,12 +2,23 @@
  * Arrow builders directly (no DOM), flattening objects into path columns, turning
  * lists into child tables, inferring types and applying dlt's contract modes.
  *
- * Decisions (documented in the report and tested):
- * - A lone UTF-16 surrogate in a \u escape is rejected (Arrow utf8 cannot hold it).
- * - Integers beyond int64 are read as (correctly rounded) doubles.
- * - Doubles: exact fast path or strtod_l("C"), see num.c.
- * - Batches close only at document boundaries, so a failed document rolls back
- *   by truncating the open builders. */
+ * Decisions (tested in tests/c/test_decode.c):
+ * - UTF-8 is validated (no overlongs, no encoded surrogates, <= U+10FFFF); a lone
+ *   UTF-16 surrogate in a \u escape is rejected with EPARSE (Arrow utf8 cannot hold
+ *   it; Python would keep it as an unpaired code point). Surrogate pairs combine.
+ * - Integers that fit int64 are exact; larger ones are read as (correctly rounded)
+ *   doubles. An integral double beyond int64 offered to a bigint column is what dlt
+ *   turns into an int no column holds: ESCHEMA (evolve) or a reject (discard modes).
+ * - Doubles: an exact fast path (<= 15 digits, |exp10| <= 22) or strtod_l in the C
+ *   locale (correctly rounded, as Python's float()), see num.c. Overflow is +-inf.
+ * - Caps: max_depth (<= DLTC_MAX_DEPTH), max_string (raw bytes of one string or key),
+ *   keys <= 4096 bytes, number tokens <= 4096 bytes, column key paths <= 128 keys.
+ * - Errors carry the byte offset and the path of the last member read
+ *   ($.games[12].white.rating); contract errors point at the offending value.
+ * - A repeated key keeps the last scalar (as json.loads); a repeated list key adds
+ *   the rows of both lists (known difference).
+ * - Batches close only at document boundaries, so a failed document rolls back by
+ *   truncating the open builders and popping the columns and tables it created. */
 #include "decode.h"
 
 #include <stdio.h>
