@@ -670,7 +670,7 @@ static int infer_type(const struct value *v) {
   if (v->kind == DLTC_T_TEXT) {
     int64_t us;
     int has_time;
-    if (v->n >= 16 && dltc__iso_parse(v->str, v->n, &us, &has_time) == 0 && has_time &&
+    if (v->n >= 11 && dltc__iso_parse(v->str, v->n, &us, &has_time) == 0 && has_time &&
         us_in_range(us))
       return DLTC_T_TIMESTAMP;
   }
@@ -774,11 +774,15 @@ static int text_to_bool(const char *s, size_t n, int *out) {
   return -1;
 }
 
+/* Epoch seconds -> microseconds as dlt gets them (Python's datetime.fromtimestamp:
+ * modf, fraction * 1e6 in double, rounded half to even), so large values keep their
+ * microseconds and 2.5e-6 s gives 2 us as in Python. */
 static int secs_to_us(double secs, int64_t *us) {
-  double v = secs * 1e6;
-  if (!(v > -9.2e18 && v < 9.2e18))
+  if (!(secs > -9.2e12 && secs < 9.2e12))
     return -1;
-  *us = (int64_t)__builtin_nearbyint(v);
+  double s = __builtin_trunc(secs);
+  double r = __builtin_nearbyint((secs - s) * 1e6); /* exact fraction; ties to even */
+  *us = (int64_t)s * 1000000 + (int64_t)r;
   return 0;
 }
 

@@ -270,48 +270,68 @@ static int digits_at(const char *s, size_t n, size_t at, int count, int *out) {
 int dltc__iso_parse(const char *s, size_t n, int64_t *us, int *has_time) {
   int Y, M, D, h = 0, mi = 0, sec = 0;
   int64_t frac = 0;
-  if (digits_at(s, n, 0, 4, &Y) || n < 10 || s[4] != '-' || digits_at(s, n, 5, 2, &M) ||
-      s[7] != '-' || digits_at(s, n, 8, 2, &D))
+  size_t i;
+  /* date: YYYY-MM-DD (extended) or YYYYMMDD (basic) */
+  if (digits_at(s, n, 0, 4, &Y))
     return -1;
+  int dext = n >= 10 && s[4] == '-';
+  if (dext) {
+    if (digits_at(s, n, 5, 2, &M) || s[7] != '-' || digits_at(s, n, 8, 2, &D))
+      return -1;
+    i = 10;
+  } else {
+    if (digits_at(s, n, 4, 2, &M) || digits_at(s, n, 6, 2, &D))
+      return -1;
+    i = 8;
+  }
   static const int mdays[12] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
   if (M < 1 || M > 12 || D < 1 || D > mdays[M - 1])
     return -1;
   if (M == 2 && D == 29 && !((Y % 4 == 0 && Y % 100 != 0) || Y % 400 == 0))
     return -1;
-  size_t i = 10;
   int64_t tz = 0;
   *has_time = 0;
   if (i < n) {
-    if (s[i] != 'T' && s[i] != 't' && s[i] != ' ')
+    /* time: HH[:MM[:SS[.f]]] or HH[MM[SS[.f]]]; upper-case T or a space (dlt's
+     * parser refuses lower-case t and z) */
+    if (s[i] != 'T' && s[i] != ' ')
       return -1;
     i++;
-    if (digits_at(s, n, i, 2, &h) || i + 2 >= n || s[i + 2] != ':' ||
-        digits_at(s, n, i + 3, 2, &mi))
+    if (digits_at(s, n, i, 2, &h))
       return -1;
-    i += 5;
-    if (i < n && s[i] == ':') {
-      if (digits_at(s, n, i + 1, 2, &sec))
-        return -1;
-      i += 3;
-      if (i < n && (s[i] == '.' || s[i] == ',')) {
-        i++;
-        int nd = 0;
-        while (i < n && is_digit(s[i])) {
-          if (nd < 6)
-            frac = frac * 10 + (s[i] - '0');
-          nd++;
-          i++;
-        }
-        if (nd == 0 || nd > 9)
+    i += 2;
+    int ext = i < n && s[i] == ':';
+    if (dext && !ext && i < n && is_digit(s[i]))
+      return -1; /* an extended date takes an extended time (as pendulum) */
+    if (ext ? digits_at(s, n, i + 1, 2, &mi) == 0 : digits_at(s, n, i, 2, &mi) == 0) {
+      i += ext ? 3 : 2;
+      if (!dext && ext && i < n && s[i] == ':')
+        return -1; /* pendulum: a basic date takes HH:MM but not HH:MM:SS */
+      if (ext ? (i < n && s[i] == ':') : (i + 1 < n && is_digit(s[i]))) {
+        if (digits_at(s, n, ext ? i + 1 : i, 2, &sec))
           return -1;
-        for (; nd < 6; nd++)
-          frac *= 10;
+        i += ext ? 3 : 2;
+        if (i < n && (s[i] == '.' || s[i] == ',')) {
+          i++;
+          int nd = 0;
+          while (i < n && is_digit(s[i])) {
+            if (nd < 6)
+              frac = frac * 10 + (s[i] - '0');
+            nd++;
+            i++;
+          }
+          if (nd == 0)
+            return -1;
+          for (; nd < 6; nd++)
+            frac *= 10;
+        }
       }
-    }
+    } else if (ext)
+      return -1; /* "HH:" without minutes */
     if (h > 23 || mi > 59 || sec > 59)
       return -1;
     if (i < n) {
-      if ((s[i] == 'Z' || s[i] == 'z') && i + 1 == n) {
+      if (s[i] == 'Z' && i + 1 == n) {
         i++;
       } else if (s[i] == '+' || s[i] == '-') {
         int sign = s[i] == '-' ? -1 : 1, th, tm = 0;
@@ -325,7 +345,7 @@ int dltc__iso_parse(const char *s, size_t n, int64_t *us, int *has_time) {
             return -1;
           i += 2;
         }
-        if (th > 23 || tm > 59)
+        if (tm > 60 || th * 60 + tm > 24 * 60) /* pendulum's bounds */
           return -1;
         tz = (int64_t)sign * (th * 3600 + tm * 60);
       } else

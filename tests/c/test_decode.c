@@ -656,6 +656,71 @@ static void test_caps(void) {
   dltc_decoder_free(d);
 }
 
+/* ISO-8601 forms and epoch seconds as dlt (pendulum, datetime.fromtimestamp) read them. */
+static void test_times(void) {
+  struct {
+    const char *s;
+    int ok, has_time;
+    int64_t us;
+  } iso[] = {
+      {"2024-01-01T00:00:00Z", 1, 1, 1704067200000000LL},
+      {"20240101T000000Z", 1, 1, 1704067200000000LL},
+      {"2024-01-01T10", 1, 1, 1704103200000000LL},
+      {"2024-01-01 10:30", 1, 1, 1704105000000000LL},
+      {"2024-01-01T10:00:00,5+01:00", 1, 1, 1704099600500000LL},
+      {"2024-01-01T10:00:00.1234567891Z", 1, 1, 1704103200123456LL},
+      {"2024-01-01T10:00:00+0530", 1, 1, 1704083400000000LL},
+      {"2024-01-01", 1, 0, 1704067200000000LL},
+      {"20240101", 1, 0, 1704067200000000LL},
+      {"2024-01-01t00:00:00z", 0, 0, 0},
+      {"2024-01-01T1000", 0, 0, 0},
+      {"20240101T10:00:00Z", 0, 0, 0},
+      {"2024-01-01T24:00:00Z", 0, 0, 0},
+      {"2024-01-01T10:00:60", 0, 0, 0},
+      {"2024-02-30T10:00:00", 0, 0, 0},
+      {"2023-02-29", 0, 0, 0},
+      {"2024-01-01T10:00:00+24:30", 0, 0, 0},
+      {" 2024-01-01T10:00:00", 0, 0, 0},
+      {"2024-01-01T10:00:00.Z", 0, 0, 0},
+      {"2024-1-1T10:00:00", 0, 0, 0},
+  };
+  for (size_t i = 0; i < sizeof iso / sizeof iso[0]; i++) {
+    int64_t us = 0;
+    int ht = -1;
+    size_t n = strlen(iso[i].s);
+    int rc = dltc__iso_parse(guarded(iso[i].s, n), n, &us, &ht);
+    if ((rc == 0) != iso[i].ok || (rc == 0 && (us != iso[i].us || ht != iso[i].has_time))) {
+      fprintf(stderr, "iso %s: rc %d us %lld has_time %d\n", iso[i].s, rc, (long long)us, ht);
+      failures++;
+    }
+  }
+  /* epoch seconds: the fraction times 1e6 rounded half to even, as Python */
+  const char *p_t[] = {"t"};
+  size_t l_t[] = {1};
+  struct dltc_column_spec cols[] = {{p_t, l_t, 1, DLTC_T_TIMESTAMP, 1, 0}};
+  struct dltc_plan_spec spec;
+  dltc_plan_spec_init(&spec);
+  spec.columns = cols;
+  spec.ncolumns = 1;
+  struct dltc_decoder *d = mk(&spec);
+  struct dltc_error err;
+  CHECK(feed(d,
+             "[{\"t\":9007199255.234375},{\"t\":1.0000015},{\"t\":2.5e-6},"
+             "{\"t\":-1.0000015},{\"t\":1.5e-6},{\"t\":\"1e3\"}]",
+             &err) == 0);
+  struct tbl t;
+  CHECK(take(d, "", &t) == 0 && t.arr.length == 6);
+  int c = col(&t, "t");
+  CHECK(c >= 0);
+  if (c >= 0) {
+    CHECK(geti(&t, c, 0) == 9007199255234375LL && geti(&t, c, 1) == 1000001);
+    CHECK(geti(&t, c, 2) == 2 && geti(&t, c, 3) == -1000001 && geti(&t, c, 4) == 2);
+    CHECK(geti(&t, c, 5) == 1000000000LL);
+  }
+  tbl_release(&t);
+  dltc_decoder_free(d);
+}
+
 /* ---- errors: offsets, paths, rollback ------------------------------------------------ */
 
 static void test_errors(void) {
@@ -1334,6 +1399,7 @@ int main(void) {
   test_utf8();
   test_text_paths();
   test_caps();
+  test_times();
   test_errors();
   test_tables();
   test_declared();
