@@ -905,12 +905,13 @@ static int append_coerced(struct parser *ps, struct dltc_col *col, const struct 
     int has_time;
     double secs;
     if (v->kind == DLTC_T_TEXT) {
-      /* as dlt: a numeric string is epoch seconds (timestamp), else ISO-8601 */
-      if (to == DLTC_T_TIMESTAMP && !memchr(v->str, 'x', v->n) &&
-          text_to_f64(v->str, v->n, &secs) == 0) {
+      /* as dlt: ISO-8601 (pendulum), else a numeric string is epoch seconds */
+      if (dltc__iso_parse(v->str, v->n, &us, &has_time) == 0) {
+      } else if (to == DLTC_T_TIMESTAMP && !memchr(v->str, 'x', v->n) &&
+                 text_to_f64(v->str, v->n, &secs) == 0) {
         if (secs_to_us(secs, &us))
           return COERCE_NONE;
-      } else if (dltc__iso_parse(v->str, v->n, &us, &has_time))
+      } else
         return COERCE_NONE;
     } else if (v->kind == DLTC_T_BIGINT) {
       if (v->i > INT64_MAX / 1000000 || v->i < INT64_MIN / 1000000)

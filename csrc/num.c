@@ -268,27 +268,65 @@ static int digits_at(const char *s, size_t n, size_t at, int count, int *out) {
 }
 
 int dltc__iso_parse(const char *s, size_t n, int64_t *us, int *has_time) {
-  int Y, M, D, h = 0, mi = 0, sec = 0;
+  int Y, M = 1, D = 1, h = 0, mi = 0, sec = 0;
   int64_t frac = 0;
   size_t i;
   /* date: YYYY-MM-DD (extended) or YYYYMMDD (basic) */
   if (digits_at(s, n, 0, 4, &Y))
     return -1;
-  int dext = n >= 10 && s[4] == '-';
-  if (dext) {
-    if (digits_at(s, n, 5, 2, &M) || s[7] != '-' || digits_at(s, n, 8, 2, &D))
+  int dext = n > 4 && s[4] == '-';
+  int64_t days;
+  int leap = (Y % 4 == 0 && Y % 100 != 0) || Y % 400 == 0;
+  int wk, wd = 1, yd;
+  size_t w0 = dext ? 5 : 4; /* where a week date's W would be */
+  if (n == 4 || (n == 7 && dext)) {
+    /* YYYY or YYYY-MM (dates only) */
+    M = 1;
+    if (n == 7 && (digits_at(s, n, 5, 2, &M) || M < 1 || M > 12))
       return -1;
-    i = 10;
-  } else {
-    if (digits_at(s, n, 4, 2, &M) || digits_at(s, n, 6, 2, &D))
+    *has_time = 0;
+    *us = dltc__days_from_civil(Y, (unsigned)M, 1) * 86400 * 1000000;
+    return 0;
+  } else if (n > w0 && s[w0] == 'W') {
+    /* week date YYYY-Www[-D] / YYYYWww[D], with pendulum's unchecked arithmetic */
+    if (digits_at(s, n, w0 + 1, 2, &wk) || wk > 53)
       return -1;
+    i = w0 + 3;
+    if (i < n && (dext ? s[i] == '-' : is_digit(s[i]))) {
+      if (digits_at(s, n, dext ? i + 1 : i, 1, &wd) || wd > 7)
+        return -1;
+      i += dext ? 2 : 1;
+    }
+    int64_t jan1 = dltc__days_from_civil(Y, 1, 1);
+    int dow1 = (int)(((jan1 + 3) % 7 + 7) % 7); /* Monday 0 */
+    if (wk == 53 && !(dow1 == 3 || (leap && dow1 == 2)))
+      return -1; /* only long years have a week 53 */
+    int64_t jan4 = jan1 + 3;
+    int64_t monday = jan4 - (((jan4 + 3) % 7 + 7) % 7);
+    days = monday + (int64_t)(wk - 1) * 7 + (wd - 1);
+  } else if (dext && n >= 8 && digits_at(s, n, 5, 3, &yd) == 0 && (n == 8 || !is_digit(s[8]))) {
+    /* ordinal date YYYY-DDD */
+    if (yd < 1 || yd > 365 + leap)
+      return -1;
+    days = dltc__days_from_civil(Y, 1, 1) + yd - 1;
     i = 8;
+  } else {
+    if (dext) {
+      if (n < 10 || digits_at(s, n, 5, 2, &M) || s[7] != '-' || digits_at(s, n, 8, 2, &D))
+        return -1;
+      i = 10;
+    } else {
+      if (digits_at(s, n, 4, 2, &M) || digits_at(s, n, 6, 2, &D))
+        return -1;
+      i = 8;
+    }
+    static const int mdays[12] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    if (M < 1 || M > 12 || D < 1 || D > mdays[M - 1])
+      return -1;
+    if (M == 2 && D == 29 && !leap)
+      return -1;
+    days = dltc__days_from_civil(Y, (unsigned)M, (unsigned)D);
   }
-  static const int mdays[12] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
-  if (M < 1 || M > 12 || D < 1 || D > mdays[M - 1])
-    return -1;
-  if (M == 2 && D == 29 && !((Y % 4 == 0 && Y % 100 != 0) || Y % 400 == 0))
-    return -1;
   int64_t tz = 0;
   *has_time = 0;
   if (i < n) {
@@ -355,7 +393,6 @@ int dltc__iso_parse(const char *s, size_t n, int64_t *us, int *has_time) {
       return -1;
     *has_time = 1;
   }
-  int64_t days = dltc__days_from_civil(Y, (unsigned)M, (unsigned)D);
   int64_t secs = days * 86400 + (int64_t)h * 3600 + (int64_t)mi * 60 + sec - tz;
   *us = secs * 1000000 + frac;
   return 0;
