@@ -20,10 +20,18 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from dltc.replica import ReplicaError, advance, generate, serve
+from dltc.replica import ReplicaError, advance, generate, load_games, serve
 from dltc.replica.faults import KINDS, parse_spec
 
 pytestmark = pytest.mark.timeout(120)
+
+
+def curl_env():
+    """The environment for the curl CLI: without the ASan preload of `make test-asan`."""
+    import os
+
+    return {k: v for k, v in os.environ.items()
+            if k not in ("LD_PRELOAD", "ASAN_OPTIONS", "UBSAN_OPTIONS")}
 
 
 def get(api, path, headers=None, timeout=10.0, conn=None):
@@ -207,10 +215,10 @@ def test_tls_http2_verified_against_printed_ca(tiny):
         if shutil.which("curl"):
             p = subprocess.run(["curl", "-sS", "--http2", "--cacert", api.ca_file, "-o", "/dev/null",
                                 "-w", "%{http_version} %{http_code}", url],
-                               capture_output=True, text=True, timeout=30)
+                               capture_output=True, text=True, timeout=30, env=curl_env())
             assert p.stdout == "2 200", p.stderr
             p = subprocess.run(["curl", "-sS", "-o", "/dev/null", url], capture_output=True,
-                               text=True, timeout=30)
+                               text=True, timeout=30, env=curl_env())
             assert p.returncode == 60     # not trusted without the CA
         ctx = ssl.create_default_context(cafile=api.ca_file)
         ctx.set_alpn_protocols(["h2", "http/1.1"])
@@ -424,6 +432,9 @@ def test_bad_arguments_are_one_clear_line(tiny, tmp_path):
         (["serve", "--data", str(tiny), "--port", "70000"], "port"),
         (["serve", "--data", str(tiny), "--faults", "p500=7"], "probability"),
         (["serve", "--data", str(tiny), "--max-parallel", "0"], "max_parallel"),
+        (["serve"], "required: --data"),
+        (["serve", "--data", str(tiny), "--latency-ms", "soon"], "--latency-ms"),
+        (["generate", "--players", "3"], "required"),
     ]
     for args, needle in cases:
         p = _cli(*args)
@@ -477,9 +488,47 @@ def test_429_counts_http2_streams(tiny):
         p = subprocess.run(["curl", "-s", "--http2", "--cacert", api.ca_file, "--parallel",
                             "--parallel-max", "8", *(["-o", "/dev/null"] * 8), "-w",
                             "%{http_version} %{http_code} %{num_connects}\n", *([url] * 8)],
-                           capture_output=True, text=True, timeout=60)
+                           capture_output=True, text=True, timeout=60, env=curl_env())
         rows = [ln.split() for ln in p.stdout.splitlines()]
         assert len(rows) == 8 and all(r[0] == "2" for r in rows)
         assert sum(int(r[2]) for r in rows) == 1          # one connection, 8 streams
         codes = sorted(r[1] for r in rows)
         assert codes.count("200") == 2 and codes.count("429") == 6, codes
+
+
+def test_cli_serve_prints_urls_and_reloads_on_sighup(tiny, tmp_path):
+    import os
+    import signal
+
+    data = tmp_path / "data"
+    shutil.copytree(tiny, data)
+    p = subprocess.Popen([sys.executable, "-m", "dltc.replica", "serve", "--data", str(data),
+                          "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        info = json.loads(p.stdout.readline())
+        assert info["pub_url"] == info["base_url"] + "/pub/"
+        assert info["callback_url"] == info["base_url"] + "/callback/"
+
+        class Api:
+            port = int(info["base_url"].rsplit(":", 1)[1])
+
+        added = _cli("advance", "--data", str(data), "--games", "4", "--seed", "2")
+        assert added.returncode == 0, added.stderr
+        meta = json.loads((data / "meta.json").read_text())
+        wanted = set(load_games(str(data), start_month=meta["open_month"],
+                                end_month=meta["open_month"]))
+        os.kill(info["serve_pid"], signal.SIGHUP)
+        end = time.monotonic() + 20
+        while True:
+            got = set()
+            for u in players(data):
+                st, _, body = get(Api, f"/pub/player/{u}/games/{meta['open_month']}")
+                if st == 200:
+                    got |= {g["uuid"] for g in json.loads(body)["games"]}
+            if got == wanted or time.monotonic() > end:
+                break
+            time.sleep(0.1)
+        assert got == wanted
+    finally:
+        p.send_signal(signal.SIGINT)
+        assert p.wait(15) == 0
