@@ -49,6 +49,13 @@ def _pdeathsig() -> None:
         pass
 
 
+def _preexec():
+    """PR_SET_PDEATHSIG fires when the *thread* that forked exits, so it is only set from
+    the main thread (which lives as long as the process). Either way the app watches its
+    parent and, when re-parented, TERMs the whole group (nginx included)."""
+    return _pdeathsig if threading.current_thread() is threading.main_thread() else None
+
+
 def _stop_all() -> None:
     for r in list(_live):
         r.stop()
@@ -194,7 +201,7 @@ class Replica:
                      str(self.prefix / "error.log")],
                     stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                     pass_fds=(sock.fileno(),), env=env, process_group=0,
-                    preexec_fn=_pdeathsig)
+                    preexec_fn=_preexec())
             finally:
                 out.close()
             self._procs.append(p)
@@ -206,7 +213,7 @@ class Replica:
                 a = subprocess.Popen(
                     [sys.executable, "-m", "dltc.replica.app", str(self.prefix / "app.json")],
                     stdin=subprocess.DEVNULL, stdout=app_out, stderr=subprocess.STDOUT,
-                    process_group=self.pgid, preexec_fn=_pdeathsig, close_fds=True)
+                    process_group=self.pgid, preexec_fn=_preexec(), close_fds=True)
             finally:
                 app_out.close()
             self._procs.append(a)
