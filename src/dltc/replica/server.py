@@ -15,6 +15,7 @@ import ctypes
 import http.client
 import json
 import os
+import shutil
 import signal
 import socket
 import ssl
@@ -23,7 +24,6 @@ import sys
 import tempfile
 import threading
 import time
-import weakref
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -32,8 +32,12 @@ from dltc.replica import nginx as N
 from dltc.replica.tls import TLSError, make_certs
 
 _PR_SET_PDEATHSIG = 1
-_live: "weakref.WeakSet[Replica]" = weakref.WeakSet()
+_live: "set[Replica]" = set()        # started and not yet stopped; atexit stops them
 _lock = threading.Lock()
+try:                                  # resolved here: no dlopen between fork and exec
+    _prctl = ctypes.CDLL(None, use_errno=True).prctl
+except (OSError, AttributeError):
+    _prctl = None
 
 
 class ReplicaError(RuntimeError):
@@ -42,11 +46,8 @@ class ReplicaError(RuntimeError):
 
 def _pdeathsig() -> None:
     """preexec_fn: the child gets SIGTERM when the thread that started it dies."""
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
-    except Exception:
-        pass
+    if _prctl is not None:
+        _prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
 
 
 def _preexec():
@@ -299,7 +300,6 @@ class Replica:
                     pass
             self.pgid = None
         if self.prefix is not None and self.prefix.exists():
-            import shutil
             shutil.rmtree(self.prefix, ignore_errors=True)
 
     # ---- API ------------------------------------------------------------------------
