@@ -532,3 +532,18 @@ def test_cli_serve_prints_urls_and_reloads_on_sighup(tiny, tmp_path):
     finally:
         p.send_signal(signal.SIGINT)
         assert p.wait(15) == 0
+
+
+def test_bench_replica_json_smoke(replica_data):
+    """`python -m dltc.bench replica --json` runs wrk and reports rates (1 s, one point)."""
+    if not shutil.which("wrk"):
+        pytest.skip("wrk not installed")
+    p = subprocess.run([sys.executable, "-m", "dltc.bench", "replica", "--json", "--data",
+                        str(replica_data), "--duration", "1", "--concurrency", "4",
+                        "--latency", "0"], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    out = json.loads(p.stdout)
+    [r] = out["results"]
+    assert r["concurrency"] == 4 and r["encoding"] == "gzip"
+    assert r["requests_per_s"] > 100 and r["wire_MB_per_s"] > 1 and not r["errors"]
+    assert out["month_files"] > 10
