@@ -24,6 +24,8 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--now", required=True, help="YYYY-MM-DD: the replica's today")
     g.add_argument("--out", required=True, help="data directory to write")
+    g.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                   help="generator processes (the output does not depend on it)")
 
     s = sub.add_parser("serve", help="serve a data set until Ctrl-C")
     s.add_argument("--data", required=True, help="data directory (from generate)")
@@ -108,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
             from dltc.replica import generate
 
             meta = generate(args.out, players=args.players, months=args.months, seed=args.seed,
-                            now=args.now)
+                            now=args.now, workers=args.workers)
             print(json.dumps({"out": str(args.out), "players": len(meta.get("players", [])),
                               "months": meta.get("months")}))
             return 0
