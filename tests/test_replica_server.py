@@ -550,3 +550,15 @@ def test_bench_replica_json_smoke(replica_data):
     assert r["concurrency"] == 4 and r["encoding"] == "gzip"
     assert r["requests_per_s"] > 100 and r["wire_MB_per_s"] > 1 and not r["errors"]
     assert out["month_files"] > 10
+
+
+def test_fault_counts_over_http_and_dict_spec(tiny):
+    user = _player_with_months(tiny, 1)
+    path = f"/pub/player/{user}/games/2024/03"
+    with serve(tiny, faults={"seed": 4, "fail_path": [path]}) as api:
+        assert [get(api, path)[0] for _ in range(3)] == [500] * 3
+        st, _, body = get(api, "/__dltc/faults")
+        assert st == 200 and json.loads(body)["fail_path"] == 3 == api.fault_counts()["fail_path"]
+    with serve(tiny) as api:
+        assert get(api, path)[0] == 200
+        assert set(api.fault_counts().values()) == {0}
