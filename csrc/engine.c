@@ -25,16 +25,16 @@
 #include <unistd.h>
 
 #include "http.h"
-#include "limits.h"
+#include "limit.h"
 #include "version.h"
 
-#define RATIO_FLOOR (1 << 20)     /* decoded bytes before the ratio check applies */
-#define SNIPPET 200               /* body bytes quoted in an error */
-#define LAT_SAMPLES 65536         /* latency reservoir */
+#define RATIO_FLOOR (1 << 20) /* decoded bytes before the ratio check applies */
+#define SNIPPET 200           /* body bytes quoted in an error */
+#define LAT_SAMPLES 65536     /* latency reservoir */
 #define MAX_HOSTS 4096
 #define MAX_SECRETS 8
-#define BUFFER_SIZE (64 * 1024)   /* libcurl receive buffer per handle */
-#define MIN_RETRY_DELAY 0.01      /* seconds: even Retry-After: 0 waits this long */
+#define BUFFER_SIZE (64 * 1024) /* libcurl receive buffer per handle */
+#define MIN_RETRY_DELAY 0.01    /* seconds: even Retry-After: 0 waits this long */
 
 enum abort_reason { ABORT_NONE, ABORT_BODY, ABORT_RATIO, ABORT_NOMEM };
 
@@ -58,15 +58,15 @@ struct slot {
 struct req {
   struct dltc_response r; /* first member: a response pointer is a req pointer */
   struct dltc_engine *e;
-  char *url;        /* as submitted (r.url) */
-  char *safe_url;   /* without user:password, for messages */
-  char *cur_url;    /* current hop; == url until a redirect */
-  char *orig_host;  /* host name of the submitted URL */
-  char *host_key;   /* "host:port" of the current hop */
-  char *etag_in;    /* If-None-Match value or NULL */
+  char *url;       /* as submitted (r.url) */
+  char *safe_url;  /* without user:password, for messages */
+  char *cur_url;   /* current hop; == url until a redirect */
+  char *orig_host; /* host name of the submitted URL */
+  char *host_key;  /* "host:port" of the current hop */
+  char *etag_in;   /* If-None-Match value or NULL */
   int empty_on[DLTC_MAX_EMPTY_ON];
   int n_empty;
-  int refused;      /* DLTC_E* when refused at submit, else 0 */
+  int refused; /* DLTC_E* when refused at submit, else 0 */
   char *refused_msg;
   struct host *host;
   struct slot *slot;
@@ -77,7 +77,7 @@ struct req {
   int started_inflight;
   size_t body_cap;
   int abort;
-  char last[320];  /* last retryable failure, for the final message */
+  char last[320];            /* last retryable failure, for the final message */
   struct req *next;          /* incoming / ready / delayed / done list */
   struct req *aprev, *anext; /* in-flight list */
 };
@@ -102,19 +102,19 @@ struct dltc_engine {
 
   /* engine thread only */
   CURLM *multi;
-  int epfd, evfd;        /* epoll flavour */
-  double timer_due;      /* epoll flavour: when libcurl wants a timeout call, <0 none */
+  int epfd, evfd;   /* epoll flavour */
+  double timer_due; /* epoll flavour: when libcurl wants a timeout call, <0 none */
   struct host *hosts;
   size_t n_hosts;
   struct slot *pool;
   size_t n_pool;
-  struct req *delayed;   /* sorted by due */
-  struct req *active;    /* in flight */
+  struct req *delayed; /* sorted by due */
+  struct req *active;  /* in flight */
   int inflight;
   uint64_t rng;
   double t0;
 
-  pthread_mutex_t smu;   /* guards st, lat, hist */
+  pthread_mutex_t smu; /* guards st, lat, hist */
   struct dltc_engine_stats st;
   double *lat;
   size_t n_lat;
@@ -127,7 +127,6 @@ static double mono(void) {
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
-
 
 void dltc_engine_config_init(struct dltc_engine_config *cfg) {
   memset(cfg, 0, sizeof *cfg);
@@ -576,8 +575,8 @@ static void start_one(struct dltc_engine *e, struct req *q, double now) {
   curl_easy_setopt(h, CURLOPT_URL, q->cur_url);
   curl_easy_setopt(h, CURLOPT_PRIVATE, q);
   curl_easy_setopt(h, CURLOPT_WRITEDATA, q);
-  curl_easy_setopt(h, CURLOPT_HTTPHEADER, q->hdrs ? q->hdrs
-                                                  : (q->cross_host ? e->base_hdrs_public : e->base_hdrs));
+  curl_easy_setopt(h, CURLOPT_HTTPHEADER,
+                   q->hdrs ? q->hdrs : (q->cross_host ? e->base_hdrs_public : e->base_hdrs));
   q->abort = ABORT_NONE;
   q->r.body_len = 0;
   if (q->redirect_pending)
@@ -712,7 +711,8 @@ static void redirect(struct dltc_engine *e, struct req *q, const char *loc, long
   }
   if ((e->cfg.same_host_redirects && strcmp(host, q->orig_host) != 0) || !host_allowed(e, host)) {
     snprintf(msg, sizeof msg, "HTTP %ld redirect of %s to host %s refused (%s)", status,
-             q->safe_url, host, e->cfg.same_host_redirects ? "same_host_redirects" : "allowed_hosts");
+             q->safe_url, host,
+             e->cfg.same_host_redirects ? "same_host_redirects" : "allowed_hosts");
     pthread_mutex_lock(&e->smu);
     e->st.refused++;
     pthread_mutex_unlock(&e->smu);
@@ -764,19 +764,15 @@ static int retry_cause_of(CURLcode rc) {
   case CURLE_COULDNT_RESOLVE_HOST:
   case CURLE_COULDNT_CONNECT:
   case CURLE_SSL_CONNECT_ERROR:
-  case CURLE_SEND_ERROR:
-    return DLTC_RC_CONNECT;
-  case CURLE_OPERATION_TIMEDOUT:
-    return DLTC_RC_TIMEOUT;
+  case CURLE_SEND_ERROR: return DLTC_RC_CONNECT;
+  case CURLE_OPERATION_TIMEDOUT: return DLTC_RC_TIMEOUT;
   case CURLE_PARTIAL_FILE:
   case CURLE_RECV_ERROR:
   case CURLE_GOT_NOTHING:
   case CURLE_HTTP2:
   case CURLE_HTTP2_STREAM:
-  case CURLE_BAD_CONTENT_ENCODING:
-    return DLTC_RC_TRUNCATED;
-  default:
-    return -1;
+  case CURLE_BAD_CONTENT_ENCODING: return DLTC_RC_TRUNCATED;
+  default: return -1;
   }
 }
 
@@ -865,8 +861,8 @@ static void on_done(struct dltc_engine *e, struct req *q, CURLcode rc, double no
                (long long)e->cfg.max_body);
       finish_error(e, q, DLTC_ELIMIT, msg, now);
     } else if (q->abort == ABORT_RATIO) {
-      snprintf(msg, sizeof msg, "body of %s decompresses more than max_ratio (%.0f:1)",
-               q->safe_url, e->cfg.max_ratio);
+      snprintf(msg, sizeof msg, "body of %s decompresses more than max_ratio (%.0f:1)", q->safe_url,
+               e->cfg.max_ratio);
       finish_error(e, q, DLTC_ELIMIT, msg, now);
     } else if (q->abort == ABORT_NOMEM) {
       finish_error(e, q, DLTC_ENOMEM, "out of memory receiving a body", now);
@@ -960,7 +956,8 @@ static int on_socket(CURL *easy, curl_socket_t fd, int what, void *ud, void *soc
 
 static int on_timer(CURLM *multi, long timeout_ms, void *ud) {
   (void)multi;
-  ((struct dltc_engine *)ud)->timer_due = timeout_ms < 0 ? -1.0 : mono() + (double)timeout_ms * 1e-3;
+  ((struct dltc_engine *)ud)->timer_due =
+      timeout_ms < 0 ? -1.0 : mono() + (double)timeout_ms * 1e-3;
   return 0;
 }
 
@@ -1058,9 +1055,11 @@ static void *loop_main(void *arg) {
     drain_messages(e);
   }
   /* stopping: tear down every transfer; only this thread touches curl handles */
-  while (e->active) {
-    struct req *q = e->active;
-    active_del(e, q);
+  struct req *act = e->active;
+  e->active = NULL;
+  while (act) {
+    struct req *q = act;
+    act = q->anext;
     curl_multi_remove_handle(e->multi, q->slot->easy);
     curl_easy_cleanup(q->slot->easy);
     free(q->slot);
@@ -1116,8 +1115,8 @@ int dltc_engine_new(const struct dltc_engine_config *cfg, struct dltc_engine **o
   if (cfg->max_concurrency < 1 || cfg->initial_concurrency < 1 || cfg->max_attempts < 1 ||
       cfg->queue_size < 1 || cfg->max_body < 1 || cfg->max_redirects < 0 ||
       !(cfg->max_ratio >= 1) || cfg->n_allowed > DLTC_MAX_ALLOWED_HOSTS ||
-      cfg->n_headers > DLTC_MAX_HEADERS || !(cfg->max_retry_time >= 0) ||
-      !(cfg->timeout >= 0) || !(cfg->connect_timeout >= 0) || !(cfg->low_speed_time >= 0)) {
+      cfg->n_headers > DLTC_MAX_HEADERS || !(cfg->max_retry_time >= 0) || !(cfg->timeout >= 0) ||
+      !(cfg->connect_timeout >= 0) || !(cfg->low_speed_time >= 0)) {
     rc = dltc_error_set(err, DLTC_EINVAL, "invalid engine configuration");
     goto out;
   }
@@ -1230,7 +1229,8 @@ int dltc_engine_submit(struct dltc_engine *e, const char *url, const char *etag,
   if (etag) {
     size_t off, len;
     if (strlen(etag) > 1000 || dltc_etag_parse(etag, strlen(etag), &off, &len) != 0)
-      return dltc_error_set(err, DLTC_EINVAL, "etag is not a valid entity-tag (W/\"...\" or \"...\")");
+      return dltc_error_set(err, DLTC_EINVAL,
+                            "etag is not a valid entity-tag (W/\"...\" or \"...\")");
   }
   struct req *q = calloc(1, sizeof *q);
   if (!q)

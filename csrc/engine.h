@@ -29,21 +29,21 @@ struct dltc_engine_config {
   double backoff_base;     /* seconds: first retry waits up to this (full jitter) */
   double backoff_cap;      /* seconds: longest backoff */
   double connect_timeout, timeout, low_speed_time; /* seconds; 0 = none */
-  int64_t max_body;        /* decoded body bytes */
-  double max_ratio;        /* decoded/wire bytes, checked once decoded > 1 MiB */
+  int64_t max_body;                                /* decoded body bytes */
+  double max_ratio; /* decoded/wire bytes, checked once decoded > 1 MiB */
   int max_redirects;
-  int same_host_redirects; /* 1: a redirect must stay on the request's host */
+  int same_host_redirects;          /* 1: a redirect must stay on the request's host */
   const char *const *allowed_hosts; /* NULL = any; else n_allowed host names */
   size_t n_allowed;
-  const char *ca_file;   /* NULL = system store */
-  int verify;            /* TLS peer and host verification */
+  const char *ca_file;        /* NULL = system store */
+  int verify;                 /* TLS peer and host verification */
   const char *const *headers; /* "Name: value" lines, n_headers of them */
   size_t n_headers;
-  int http2;             /* allow HTTP/2 (ALPN) over TLS and multiplexing */
-  int queue_size;        /* completed responses held before transfers pause */
+  int http2;              /* allow HTTP/2 (ALPN) over TLS and multiplexing */
+  int queue_size;         /* completed responses held before transfers pause */
   const char *user_agent; /* NULL = "dltc/<version>" */
-  size_t max_pending;    /* submitted-but-unreturned cap; submit fails beyond */
-  int loop;              /* enum dltc_loop */
+  size_t max_pending;     /* submitted-but-unreturned cap; submit fails beyond */
+  int loop;               /* enum dltc_loop */
 };
 
 /* Defaults of CONTRACTS.md section 3. Strings are not owned by the config. */
@@ -53,18 +53,18 @@ void dltc_engine_config_init(struct dltc_engine_config *cfg);
  * dltc_response_free. Strings are NUL-terminated and owned by the response. */
 struct dltc_response {
   uint64_t id;
-  const char *url;     /* as submitted */
-  long status;         /* last HTTP status, 0 when none (transport error, refused) */
-  char *body;          /* decoded body or NULL; "" (len 0) for statuses in empty_on */
+  const char *url; /* as submitted */
+  long status;     /* last HTTP status, 0 when none (transport error, refused) */
+  char *body;      /* decoded body or NULL; "" (len 0) for statuses in empty_on */
   size_t body_len;
-  const char *etag;    /* validated ETag of the response, or NULL */
+  const char *etag;      /* validated ETag of the response, or NULL */
   const char *link_next; /* target of Link rel="next", or NULL */
-  int not_modified;    /* 1 on 304 */
-  int code;            /* 0 ok, else DLTC_E* of the final failure */
-  const char *error;   /* final error message, NULL on success */
+  int not_modified;      /* 1 on 304 */
+  int code;              /* 0 ok, else DLTC_E* of the final failure */
+  const char *error;     /* final error message, NULL on success */
   int attempts;
-  double elapsed;      /* seconds from first attempt start to completion */
-  int http_version;    /* 10, 11, 20, 30, 0 unknown */
+  double elapsed;   /* seconds from first attempt start to completion */
+  int http_version; /* 10, 11, 20, 30, 0 unknown */
 };
 
 void dltc_response_free(struct dltc_response *r);
@@ -95,27 +95,33 @@ size_t dltc_engine_pending(struct dltc_engine *e);
 
 #define DLTC_HIST_MAX 4096
 enum dltc_retry_cause {
-  DLTC_RC_429, DLTC_RC_503, DLTC_RC_5XX, DLTC_RC_CONNECT, DLTC_RC_TIMEOUT,
-  DLTC_RC_TRUNCATED, DLTC_RC_OTHER, DLTC_RC_COUNT
+  DLTC_RC_429,
+  DLTC_RC_503,
+  DLTC_RC_5XX,
+  DLTC_RC_CONNECT,
+  DLTC_RC_TIMEOUT,
+  DLTC_RC_TRUNCATED,
+  DLTC_RC_OTHER,
+  DLTC_RC_COUNT
 };
 /* Static name of a retry cause, e.g. "status_429". */
 const char *dltc_retry_cause_name(int cause);
 
 struct dltc_engine_stats {
-  uint64_t requests;        /* attempts that reached the network */
-  uint64_t responses;       /* finished requests */
-  uint64_t errors;          /* finished with an error */
-  uint64_t wire_bytes;      /* body bytes as received (compressed) */
-  uint64_t decoded_bytes;   /* body bytes after content decoding */
-  uint64_t not_modified;    /* 304s */
+  uint64_t requests;      /* attempts that reached the network */
+  uint64_t responses;     /* finished requests */
+  uint64_t errors;        /* finished with an error */
+  uint64_t wire_bytes;    /* body bytes as received (compressed) */
+  uint64_t decoded_bytes; /* body bytes after content decoding */
+  uint64_t not_modified;  /* 304s */
   uint64_t status_429;
   uint64_t status_503;
-  uint64_t refused;         /* refused before sending (host, scheme, URL) */
+  uint64_t refused; /* refused before sending (host, scheme, URL) */
   uint64_t redirects;
-  uint64_t http2;           /* attempts answered over HTTP/2 */
+  uint64_t http2; /* attempts answered over HTTP/2 */
   uint64_t retries[DLTC_RC_COUNT];
   double latency_p50, latency_p99; /* seconds per attempt */
-  int window;               /* current window of the busiest host */
+  int window;                      /* current window of the busiest host */
   int inflight;
   size_t n_history;
   double history_t[DLTC_HIST_MAX]; /* seconds since engine start */

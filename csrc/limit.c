@@ -1,7 +1,7 @@
 /* The engine's per-host limits: AIMD window, token bucket, jittered backoff,
  * and Retry-After / HTTP-date parsing. No I/O, no clocks of its own: every
  * function takes the time it needs, which keeps it testable and fuzzable. */
-#include "limits.h"
+#include "limit.h"
 
 #include <math.h>
 #include <string.h>
@@ -110,7 +110,7 @@ double dltc_backoff_delay(int retry, double base, double cap, double floor_s, ui
 /* ---- Retry-After / HTTP-date ---------------------------------------------------- */
 
 static const char *const wkday[7] = {"Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"};
-static const char *const weekday_l[7] = {"Monday", "Tuesday", "Wednesday", "Thursday",
+static const char *const weekday_l[7] = {"Monday", "Tuesday",  "Wednesday", "Thursday",
                                          "Friday", "Saturday", "Sunday"};
 static const char *const month_name[12] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
                                            "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
@@ -220,7 +220,7 @@ int dltc_http_date_parse(const char *s, size_t n, int64_t *out_unix) {
   int64_t real_wd = ((days % 7) + 7 + 3) % 7;
   if (real_wd != wd)
     return DLTC_EPARSE;
-  *out_unix = days * 86400 + h * 3600 + mi * 60 + se;
+  *out_unix = days * 86400 + (int64_t)h * 3600 + (int64_t)mi * 60 + se;
   return 0;
 }
 

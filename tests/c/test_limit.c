@@ -1,4 +1,4 @@
-/* Tests of limits.c: the AIMD window, the token bucket, backoff bounds and
+/* Tests of limit.c: the AIMD window, the token bucket, backoff bounds and
  * Retry-After parsing (seconds, HTTP dates in all three formats, 0, garbage,
  * overflow), plus the ETag and Link parsers of http.c. */
 #include <math.h>
@@ -6,7 +6,7 @@
 #include <string.h>
 
 #include "http.h"
-#include "limits.h"
+#include "limit.h"
 
 static int failures;
 #define CHECK(cond)                                                                                \
@@ -184,13 +184,25 @@ static void test_retry_after(void) {
   CHECK(dltc_http_date_parse("Sun, 06 Nov 1994 08:49:37 GMT", 29, &t) == 0 && t == now);
   CHECK(dltc_http_date_parse("Tue, 29 Feb 2028 12:00:00 GMT", 29, &t) == 0 && t == 1835438400);
   /* garbage */
-  const char *bad[] = {"", "   ", "soon", "-1", "1.5", "12abc", "0x10", "+5",
-                       "Sun, 06 Nov 1994 08:49:37 UTC", "Sun, 06 Nov 1994 08:49:37",
+  const char *bad[] = {"",
+                       "   ",
+                       "soon",
+                       "-1",
+                       "1.5",
+                       "12abc",
+                       "0x10",
+                       "+5",
+                       "Sun, 06 Nov 1994 08:49:37 UTC",
+                       "Sun, 06 Nov 1994 08:49:37",
                        "Mon, 06 Nov 1994 08:49:37 GMT", /* wrong weekday */
-                       "Sun, 31 Nov 1994 08:49:37 GMT", "Sun, 06 Foo 1994 08:49:37 GMT",
-                       "Sun, 06 Nov 1994 24:49:37 GMT", "Sun, 6 Nov 1994 08:49:37 GMT",
-                       "Sun, 06 Nov 1994 08:49:37 GMTx", "Wed, 29 Feb 2023 00:00:00 GMT",
-                       "Thu, 01 Jan 1969 00:00:00 GMT", "Sun Nov 6 08:49:37 1994"};
+                       "Sun, 31 Nov 1994 08:49:37 GMT",
+                       "Sun, 06 Foo 1994 08:49:37 GMT",
+                       "Sun, 06 Nov 1994 24:49:37 GMT",
+                       "Sun, 6 Nov 1994 08:49:37 GMT",
+                       "Sun, 06 Nov 1994 08:49:37 GMTx",
+                       "Wed, 29 Feb 2023 00:00:00 GMT",
+                       "Thu, 01 Jan 1969 00:00:00 GMT",
+                       "Sun Nov 6 08:49:37 1994"};
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
     struct dltc_error err;
     dltc_error_reset(&err);
@@ -218,10 +230,12 @@ static void test_etag_link(void) {
   CHECK(dltc_etag_parse("W/", 2, &off, &len) == DLTC_EPARSE);
   CHECK(dltc_etag_parse("", 0, &off, &len) == DLTC_EPARSE);
 
-  const char *l1 = "<https://api.x/p?page=1>; rel=\"prev\", <https://api.x/p?page=3>; rel=\"next last\"";
+  const char *l1 =
+      "<https://api.x/p?page=1>; rel=\"prev\", <https://api.x/p?page=3>; rel=\"next last\"";
   CHECK(dltc_link_find(l1, strlen(l1), "next", &off, &len) == 0);
   CHECK(len == 22 && strncmp(l1 + off, "https://api.x/p?page=3", len) == 0);
-  CHECK(dltc_link_find(l1, strlen(l1), "prev", &off, &len) == 0 && strncmp(l1 + off, "https://api.x/p?page=1", len) == 0);
+  CHECK(dltc_link_find(l1, strlen(l1), "prev", &off, &len) == 0 &&
+        strncmp(l1 + off, "https://api.x/p?page=1", len) == 0);
   CHECK(dltc_link_find(l1, strlen(l1), "first", &off, &len) == DLTC_EAGAIN);
   const char *l2 = "</a>;rel=NEXT";
   CHECK(dltc_link_find(l2, strlen(l2), "next", &off, &len) == 0 && len == 2);
@@ -244,6 +258,6 @@ int main(void) {
     fprintf(stderr, "%d check(s) failed\n", failures);
     return 1;
   }
-  printf("test_limits: ok\n");
+  printf("test_limit: ok\n");
   return 0;
 }

@@ -2,8 +2,8 @@
  * the requests-per-second token bucket, retry backoff with full jitter and the
  * Retry-After header. Pure arithmetic on caller-supplied clocks and random
  * state, so all of it is unit-testable and fuzzable without a network. */
-#ifndef DLTC_LIMITS_H
-#define DLTC_LIMITS_H
+#ifndef DLTC_LIMIT_H
+#define DLTC_LIMIT_H
 
 #include <stddef.h>
 #include <stdint.h>
