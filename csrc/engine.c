@@ -74,7 +74,7 @@ struct req {
   int redirects, redirect_pending, cross_host;
   double t_first, due;
   uint64_t started_epoch;
-  int started_inflight;
+  int started_inflight, started_limit;
   size_t body_cap;
   int abort;
   char last[320];            /* last retryable failure, for the final message */
@@ -590,6 +590,7 @@ static void start_one(struct dltc_engine *e, struct req *q, double now) {
   e->inflight++;
   q->started_inflight = hst->inflight;
   q->started_epoch = hst->win.epoch;
+  q->started_limit = dltc_window_limit(&hst->win);
   active_add(e, q);
   if (curl_multi_add_handle(e->multi, h) != CURLM_OK) {
     active_del(e, q);
@@ -675,6 +676,15 @@ static void retry_or_fail(struct dltc_engine *e, struct req *q, int cause, doubl
   }
   q->due = now + d;
   delayed_insert(e, q);
+}
+
+/* Grow the window only when it was at least half used: an application-limited
+ * host (few requests queued) must not inflate it far above what was probed. */
+static void window_success(struct dltc_engine *e, struct req *q) {
+  if (q->started_inflight * 2 >= q->started_limit) {
+    dltc_window_on_success(&q->host->win);
+    note_window(e, q->host);
+  }
 }
 
 static int in_empty_on(const struct req *q, long status) {
@@ -880,7 +890,7 @@ static void on_done(struct dltc_engine *e, struct req *q, CURLcode rc, double no
     free(q->r.body);
     q->r.body = NULL;
     q->r.body_len = 0;
-    dltc_window_on_success(&hst->win);
+    window_success(e, q);
     finish_ok(e, q, now);
   } else if (loc) {
     redirect(e, q, loc, status, now);
@@ -890,7 +900,7 @@ static void on_done(struct dltc_engine *e, struct req *q, CURLcode rc, double no
       q->r.body = calloc(1, 1);
     else
       q->r.body[0] = '\0';
-    dltc_window_on_success(&hst->win);
+    window_success(e, q);
     finish_ok(e, q, now);
   } else if (status == 429 || status == 503 || status >= 500 || status == 408) {
     int cause = status == 429 ? DLTC_RC_429 : status == 503 ? DLTC_RC_503 : DLTC_RC_5XX;
@@ -910,8 +920,7 @@ static void on_done(struct dltc_engine *e, struct req *q, CURLcode rc, double no
   } else {
     if (!q->r.body)
       q->r.body = calloc(1, 1);
-    dltc_window_on_success(&hst->win);
-    note_window(e, hst);
+    window_success(e, q);
     finish_ok(e, q, now);
   }
 out:
@@ -1220,7 +1229,7 @@ out:
 }
 
 int dltc_engine_submit(struct dltc_engine *e, const char *url, const char *etag,
-                       const int *empty_on, size_t n_empty, uint64_t *out_id,
+                       const int *empty_on, size_t n_empty, uint64_t *id,
                        struct dltc_error *err) {
   if (!url)
     return dltc_error_set(err, DLTC_EINVAL, "url is required");
@@ -1286,8 +1295,8 @@ int dltc_engine_submit(struct dltc_engine *e, const char *url, const char *etag,
     req_free(q);
     return dltc_error_set(err, DLTC_ELIMIT, "more than %zu requests pending", e->cfg.max_pending);
   }
-  q->r.id = ++e->next_id;
-  *out_id = q->r.id;
+  q->r.id = *id ? *id : dltc_engine_reserve_id(e);
+  *id = q->r.id;
   int was_empty = e->in_head == NULL;
   if (e->in_tail)
     e->in_tail->next = q;
@@ -1302,6 +1311,10 @@ int dltc_engine_submit(struct dltc_engine *e, const char *url, const char *etag,
 nomem:
   req_free(q);
   return dltc_error_set(err, DLTC_ENOMEM, "out of memory");
+}
+
+uint64_t dltc_engine_reserve_id(struct dltc_engine *e) {
+  return __atomic_add_fetch(&e->next_id, 1, __ATOMIC_RELAXED);
 }
 
 int dltc_engine_next(struct dltc_engine *e, int timeout_ms, struct dltc_response **out,
