@@ -1229,8 +1229,7 @@ out:
 }
 
 int dltc_engine_submit(struct dltc_engine *e, const char *url, const char *etag,
-                       const int *empty_on, size_t n_empty, uint64_t *id,
-                       struct dltc_error *err) {
+                       const int *empty_on, size_t n_empty, uint64_t *id, struct dltc_error *err) {
   if (!url)
     return dltc_error_set(err, DLTC_EINVAL, "url is required");
   if (n_empty > DLTC_MAX_EMPTY_ON)

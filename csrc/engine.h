@@ -74,15 +74,19 @@ void dltc_response_free(struct dltc_response *r);
 int dltc_engine_new(const struct dltc_engine_config *cfg, struct dltc_engine **out,
                     struct dltc_error *err);
 
+/* A fresh request id (thread-safe), for callers that must record something
+ * under the id before the request can complete (see dltc_engine_submit). */
+uint64_t dltc_engine_reserve_id(struct dltc_engine *e);
+
 /* Queue a GET of url from any thread; never blocks on the network. etag (may
  * be NULL) is sent as If-None-Match; a status in empty_on[0..n_empty) counts
  * as success with an empty body. Every accepted submit produces exactly one
  * response, refused or malformed URLs included (as an error response).
- * Returns 0 and the id, or DLTC_EINVAL (bad etag / too many statuses),
+ * *id: 0 to get a new id, or one from dltc_engine_reserve_id. Returns 0 and
+ * the id in *id, or DLTC_EINVAL (bad etag / too many statuses),
  * DLTC_ELIMIT (max_pending reached), DLTC_ECANCEL (engine stopped). */
 int dltc_engine_submit(struct dltc_engine *e, const char *url, const char *etag,
-                       const int *empty_on, size_t n_empty, uint64_t *out_id,
-                       struct dltc_error *err);
+                       const int *empty_on, size_t n_empty, uint64_t *id, struct dltc_error *err);
 
 /* Wait up to timeout_ms (< 0: forever) for a finished request. Returns 0 and
  * sets *out (caller frees), DLTC_EAGAIN on timeout, DLTC_ECANCEL when the

@@ -44,7 +44,6 @@ static PyObject *py_curl_version(PyObject *self, PyObject *noargs) {
 
 static struct PyModuleDef native_module; /* defined at the end; engine needs it for lookups */
 
-
 /* Client and Response over csrc/engine.h. Threads: the engine runs its own
  * thread; every Client method may be called from any Python thread (the C
  * engine guards its queues with a mutex, and the tag dict is touched only with
@@ -70,7 +69,8 @@ struct response_object {
 
 static PyMemberDef response_members[] = {
     {"id", T_OBJECT, offsetof(struct response_object, id), READONLY, "Request id from submit()."},
-    {"tag", T_OBJECT, offsetof(struct response_object, tag), READONLY, "The tag given to submit()."},
+    {"tag", T_OBJECT, offsetof(struct response_object, tag), READONLY,
+     "The tag given to submit()."},
     {"url", T_OBJECT, offsetof(struct response_object, url), READONLY, "URL as submitted."},
     {"status", T_OBJECT, offsetof(struct response_object, status), READONLY,
      "Last HTTP status; 0 on transport error or refusal."},
@@ -261,9 +261,10 @@ static Py_ssize_t strings_from(PyObject *iterable, char **list, Py_ssize_t cap, 
  * or of "Name: value" strings; returns count or -1. */
 static Py_ssize_t headers_from(PyObject *obj, char **list, Py_ssize_t cap) {
   Py_ssize_t n = 0;
-  PyObject *items = PyMapping_Check(obj) && !PyUnicode_Check(obj) && PyObject_HasAttrString(obj, "items")
-                        ? PyMapping_Items(obj)
-                        : PySequence_List(obj);
+  PyObject *items =
+      PyMapping_Check(obj) && !PyUnicode_Check(obj) && PyObject_HasAttrString(obj, "items")
+          ? PyMapping_Items(obj)
+          : PySequence_List(obj);
   if (!items)
     return -1;
   for (Py_ssize_t i = 0; i < PyList_GET_SIZE(items); i++) {
@@ -274,7 +275,8 @@ static Py_ssize_t headers_from(PyObject *obj, char **list, Py_ssize_t cap) {
     else if (PyTuple_Check(item) && PyTuple_GET_SIZE(item) == 2)
       line = PyUnicode_FromFormat("%S: %S", PyTuple_GET_ITEM(item, 0), PyTuple_GET_ITEM(item, 1));
     else
-      PyErr_SetString(PyExc_TypeError, "headers: a dict, or (name, value) pairs, or 'Name: value' str");
+      PyErr_SetString(PyExc_TypeError,
+                      "headers: a dict, or (name, value) pairs, or 'Name: value' str");
     const char *s = line ? PyUnicode_AsUTF8(line) : NULL;
     if (s && n >= cap)
       PyErr_Format(PyExc_ValueError, "headers: at most %zd", cap);
@@ -293,11 +295,29 @@ static Py_ssize_t headers_from(PyObject *obj, char **list, Py_ssize_t cap) {
 }
 
 static PyObject *client_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
-  static char *kwlist[] = {"max_concurrency", "initial_concurrency", "rps", "max_attempts",
-                           "max_retry_time", "connect_timeout", "timeout", "low_speed_time",
-                           "max_body", "max_ratio", "max_redirects", "same_host_redirects",
-                           "allowed_hosts", "ca_file", "verify", "headers", "http2", "queue_size",
-                           "user_agent", "backoff_base", "backoff_cap", "loop", NULL};
+  static char *kwlist[] = {"max_concurrency",
+                           "initial_concurrency",
+                           "rps",
+                           "max_attempts",
+                           "max_retry_time",
+                           "connect_timeout",
+                           "timeout",
+                           "low_speed_time",
+                           "max_body",
+                           "max_ratio",
+                           "max_redirects",
+                           "same_host_redirects",
+                           "allowed_hosts",
+                           "ca_file",
+                           "verify",
+                           "headers",
+                           "http2",
+                           "queue_size",
+                           "user_agent",
+                           "backoff_base",
+                           "backoff_cap",
+                           "loop",
+                           NULL};
   struct dltc_engine_config cfg;
   dltc_engine_config_init(&cfg);
   PyObject *rps = Py_None, *allowed = Py_None, *ca = Py_None, *headers = Py_None, *ua = Py_None;
@@ -406,8 +426,9 @@ static void client_dealloc(PyObject *self) {
   if (c->eng) {
     struct dltc_engine *eng = c->eng;
     c->eng = NULL;
-    Py_BEGIN_ALLOW_THREADS dltc_engine_free(eng);
-    Py_END_ALLOW_THREADS
+    PyThreadState *ts = PyEval_SaveThread();
+    dltc_engine_free(eng);
+    PyEval_RestoreThread(ts);
   }
   client_clear(self);
   tp->tp_free(self);
@@ -421,8 +442,7 @@ static PyObject *client_submit(PyObject *self, PyObject *args, PyObject *kwds) {
   PyObject *tag = Py_None, *empty = NULL;
   int codes[DLTC_MAX_EMPTY_ON];
   size_t n_codes = 0;
-  if (!PyArg_ParseTupleAndKeywords(args, kwds, "s|$OzO:submit", kwlist, &url, &tag, &etag,
-                                   &empty))
+  if (!PyArg_ParseTupleAndKeywords(args, kwds, "s|$OzO:submit", kwlist, &url, &tag, &etag, &empty))
     return NULL;
   if (!client_ok(c))
     return NULL;
@@ -494,8 +514,11 @@ static PyObject *client_wait(struct client_object *c, double timeout) {
     struct dltc_error err;
     int rc;
     struct dltc_engine *eng = c->eng;
-    Py_BEGIN_ALLOW_THREADS rc = dltc_engine_next(eng, slice, &r, &err);
-    Py_END_ALLOW_THREADS if (rc == 0) return response_from(c, r);
+    PyThreadState *ts = PyEval_SaveThread();
+    rc = dltc_engine_next(eng, slice, &r, &err);
+    PyEval_RestoreThread(ts);
+    if (rc == 0)
+      return response_from(c, r);
     if (rc != DLTC_EAGAIN)
       Py_RETURN_NONE; /* closed meanwhile */
     if (PyErr_CheckSignals() < 0)
@@ -536,8 +559,10 @@ static PyObject *client_close(PyObject *self, PyObject *noargs) {
   if (c->eng && !c->closed) {
     c->closed = 1;
     struct dltc_engine *eng = c->eng;
-    Py_BEGIN_ALLOW_THREADS dltc_engine_stop(eng);
-    Py_END_ALLOW_THREADS PyDict_Clear(c->tags);
+    PyThreadState *ts = PyEval_SaveThread();
+    dltc_engine_stop(eng);
+    PyEval_RestoreThread(ts);
+    PyDict_Clear(c->tags);
   }
   Py_RETURN_NONE;
 }
@@ -576,9 +601,10 @@ static PyObject *client_stats(PyObject *self, PyObject *noargs) {
   if (!st)
     return PyErr_NoMemory();
   struct dltc_engine *eng = c->eng;
-  Py_BEGIN_ALLOW_THREADS dltc_engine_stats(eng, st);
-  Py_END_ALLOW_THREADS PyObject *d = PyDict_New(), *rb = PyDict_New(),
-                                  *hist = PyList_New((Py_ssize_t)st->n_history);
+  PyThreadState *ts = PyEval_SaveThread();
+  dltc_engine_stats(eng, st);
+  PyEval_RestoreThread(ts);
+  PyObject *d = PyDict_New(), *rb = PyDict_New(), *hist = PyList_New((Py_ssize_t)st->n_history);
   if (!d || !rb || !hist)
     goto fail;
   for (int i = 0; i < DLTC_RC_COUNT; i++)

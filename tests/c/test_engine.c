@@ -50,14 +50,14 @@ int main(void) {
     CHECK(dltc_engine_new(&cfg, &e, &err) == 0);
     if (!e)
       return 1;
-    uint64_t id1, id2, id3, id4;
+    uint64_t id1 = 0, id2 = 0, id3 = 0, id4 = 0, idx = 0;
     char url[128];
     snprintf(url, sizeof url, "http://127.0.0.1:%d/x", dead_port());
     CHECK(dltc_engine_submit(e, "http://example.com/x", NULL, NULL, 0, &id1, &err) == 0);
     CHECK(dltc_engine_submit(e, "ftp://127.0.0.1/x", NULL, NULL, 0, &id2, &err) == 0);
     CHECK(dltc_engine_submit(e, url, NULL, NULL, 0, &id3, &err) == 0);
     CHECK(dltc_engine_submit(e, "not a url", NULL, NULL, 0, &id4, &err) == 0);
-    CHECK(dltc_engine_submit(e, url, "bad\r\netag", NULL, 0, &id4, &err) == DLTC_EINVAL);
+    CHECK(dltc_engine_submit(e, url, "bad\r\netag", NULL, 0, &idx, &err) == DLTC_EINVAL);
     CHECK(dltc_engine_pending(e) == 4);
     int seen = 0;
     for (int i = 0; i < 4; i++) {
@@ -89,13 +89,16 @@ int main(void) {
     CHECK(st.refused == 3 && st.responses == 4 && st.errors == 4);
     CHECK(st.retries[DLTC_RC_CONNECT] == 2);
     /* stop with requests queued, delayed and in flight: nothing leaks */
-    for (int i = 0; i < 50; i++)
-      CHECK(dltc_engine_submit(e, url, "W/\"x\"", NULL, 0, &id1, &err) == 0);
+    for (int i = 0; i < 50; i++) {
+      idx = 0;
+      CHECK(dltc_engine_submit(e, url, "W/\"x\"", NULL, 0, &idx, &err) == 0);
+    }
     usleep(20000);
     dltc_engine_stop(e);
     CHECK(dltc_engine_pending(e) == 0);
     CHECK(dltc_engine_next(e, 10, &r, &err) == DLTC_ECANCEL);
-    CHECK(dltc_engine_submit(e, url, NULL, NULL, 0, &id1, &err) == DLTC_ECANCEL);
+    idx = 0;
+    CHECK(dltc_engine_submit(e, url, NULL, NULL, 0, &idx, &err) == DLTC_ECANCEL);
     dltc_engine_stop(e);
     dltc_engine_free(e);
     e = NULL;
