@@ -36,7 +36,18 @@
 #define BUFFER_SIZE (64 * 1024) /* libcurl receive buffer per handle */
 #define MIN_RETRY_DELAY 0.01    /* seconds: even Retry-After: 0 waits this long */
 
+#define LAT_BATCH 1024
+
 enum abort_reason { ABORT_NONE, ABORT_BODY, ABORT_RATIO, ABORT_NOMEM };
+
+/* Counters the engine thread bumps without locking; copied to the shared
+ * stats under smu once per loop iteration. */
+struct counts {
+  uint64_t requests, responses, errors, wire_bytes, decoded_bytes, not_modified, status_429,
+      status_503, refused, redirects, http2;
+  uint64_t retries[DLTC_RC_COUNT];
+  int inflight;
+};
 
 struct host {
   char *key; /* "host:port" */
@@ -113,6 +124,13 @@ struct dltc_engine {
   int inflight;
   uint64_t rng;
   double t0;
+
+  struct counts cnt;         /* engine thread's own counters, published at each flush */
+  double lat_new[LAT_BATCH]; /* attempt latencies not yet in the reservoir */
+  size_t n_lat_new;
+  struct req *batch_head, *batch_tail; /* finished, not yet handed to consumers */
+  size_t n_batch;
+  int n_waiters; /* consumers blocked in dltc_engine_next (under mu) */
 
   pthread_mutex_t smu; /* guards st, lat, hist */
   struct dltc_engine_stats st;
@@ -353,23 +371,75 @@ static void snippet(const char *body, size_t n, char *buf, size_t size) {
   buf[len] = '\0';
 }
 
-/* Hand finished requests to consumers (engine thread). */
+/* Queue a finished request for the consumers; flush() hands the batch over. */
 static void push_done(struct dltc_engine *e, struct req *q) {
   q->next = NULL;
-  pthread_mutex_lock(&e->smu);
-  e->st.responses++;
+  e->cnt.responses++;
   if (q->r.code)
-    e->st.errors++;
+    e->cnt.errors++;
+  if (e->batch_tail)
+    e->batch_tail->next = q;
+  else
+    e->batch_head = q;
+  e->batch_tail = q;
+  e->n_batch++;
+}
+
+static void lat_merge(struct dltc_engine *e) {
+  /* caller holds smu; reservoir sampling keeps a uniform sample of all attempts */
+  for (size_t i = 0; i < e->n_lat_new; i++) {
+    if (e->n_lat < LAT_SAMPLES) {
+      e->lat[e->n_lat++] = e->lat_new[i];
+    } else {
+      uint64_t j = dltc_rand_next(&e->rng) % (e->n_lat_seen + 1);
+      if (j < LAT_SAMPLES)
+        e->lat[j] = e->lat_new[i];
+    }
+    e->n_lat_seen++;
+  }
+  e->n_lat_new = 0;
+}
+
+/* Publish counters and hand the finished batch to consumers: one lock each
+ * per loop iteration, and a wakeup only when someone waits. */
+static void flush(struct dltc_engine *e) {
+  struct counts *c = &e->cnt;
+  c->inflight = e->inflight;
+  pthread_mutex_lock(&e->smu);
+  struct dltc_engine_stats *s = &e->st;
+  s->requests = c->requests;
+  s->responses = c->responses;
+  s->errors = c->errors;
+  s->wire_bytes = c->wire_bytes;
+  s->decoded_bytes = c->decoded_bytes;
+  s->not_modified = c->not_modified;
+  s->status_429 = c->status_429;
+  s->status_503 = c->status_503;
+  s->refused = c->refused;
+  s->redirects = c->redirects;
+  s->http2 = c->http2;
+  memcpy(s->retries, c->retries, sizeof s->retries);
+  s->inflight = c->inflight;
+  lat_merge(e);
   pthread_mutex_unlock(&e->smu);
+  if (!e->batch_head)
+    return;
   pthread_mutex_lock(&e->mu);
   if (e->done_tail)
-    e->done_tail->next = q;
+    e->done_tail->next = e->batch_head;
   else
-    e->done_head = q;
-  e->done_tail = q;
-  e->n_done++;
-  pthread_cond_signal(&e->cv);
+    e->done_head = e->batch_head;
+  e->done_tail = e->batch_tail;
+  e->n_done += e->n_batch;
+  if (e->n_waiters) {
+    if (e->n_batch > 1)
+      pthread_cond_broadcast(&e->cv);
+    else
+      pthread_cond_signal(&e->cv);
+  }
   pthread_mutex_unlock(&e->mu);
+  e->batch_head = e->batch_tail = NULL;
+  e->n_batch = 0;
 }
 
 /* Finish q with an error: code, and a message built from fmt (redacted). */
@@ -665,9 +735,7 @@ static void retry_or_fail(struct dltc_engine *e, struct req *q, int cause, doubl
     finish_error(e, q, code, msg, now);
     return;
   }
-  pthread_mutex_lock(&e->smu);
-  e->st.retries[cause]++;
-  pthread_mutex_unlock(&e->smu);
+  e->cnt.retries[cause]++;
   q->r.body_len = 0;
   if (q->body_cap > (1 << 20)) { /* do not hold big buffers while waiting */
     free(q->r.body);
@@ -723,9 +791,7 @@ static void redirect(struct dltc_engine *e, struct req *q, const char *loc, long
     snprintf(msg, sizeof msg, "HTTP %ld redirect of %s to host %s refused (%s)", status,
              q->safe_url, host,
              e->cfg.same_host_redirects ? "same_host_redirects" : "allowed_hosts");
-    pthread_mutex_lock(&e->smu);
-    e->st.refused++;
-    pthread_mutex_unlock(&e->smu);
+    e->cnt.refused++;
     finish_error(e, q, DLTC_EREFUSED, msg, now);
     goto out;
   }
@@ -755,9 +821,7 @@ static void redirect(struct dltc_engine *e, struct req *q, const char *loc, long
   }
   q->redirects++;
   q->redirect_pending = 1;
-  pthread_mutex_lock(&e->smu);
-  e->st.redirects++;
-  pthread_mutex_unlock(&e->smu);
+  e->cnt.redirects++;
   free(q->r.body);
   q->r.body = NULL;
   q->body_cap = 0;
@@ -808,29 +872,20 @@ static void on_done(struct dltc_engine *e, struct req *q, CURLcode rc, double no
                       : ver == CURL_HTTP_VERSION_2_0 ? 20
                       : ver == CURL_HTTP_VERSION_3   ? 30
                                                      : 0;
-  pthread_mutex_lock(&e->smu);
-  e->st.requests++;
-  e->st.wire_bytes += (uint64_t)wire;
-  e->st.decoded_bytes += q->r.body_len;
-  e->st.inflight = e->inflight;
-  if (q->r.http_version == 20)
-    e->st.http2++;
-  if (status == 304)
-    e->st.not_modified++;
-  if (status == 429)
-    e->st.status_429++;
-  if (status == 503)
-    e->st.status_503++;
-  double lat = (double)total_us * 1e-6;
-  if (e->n_lat < LAT_SAMPLES) {
-    e->lat[e->n_lat++] = lat;
-  } else { /* reservoir sampling keeps a uniform sample of every attempt */
-    uint64_t j = dltc_rand_next(&e->rng) % (e->n_lat_seen + 1);
-    if (j < LAT_SAMPLES)
-      e->lat[j] = lat;
+  struct counts *cn = &e->cnt;
+  cn->requests++;
+  cn->wire_bytes += (uint64_t)wire;
+  cn->decoded_bytes += q->r.body_len;
+  cn->http2 += q->r.http_version == 20;
+  cn->not_modified += status == 304;
+  cn->status_429 += status == 429;
+  cn->status_503 += status == 503;
+  if (e->n_lat_new == LAT_BATCH) {
+    pthread_mutex_lock(&e->smu);
+    lat_merge(e);
+    pthread_mutex_unlock(&e->smu);
   }
-  e->n_lat_seen++;
-  pthread_mutex_unlock(&e->smu);
+  e->lat_new[e->n_lat_new++] = (double)total_us * 1e-6;
 
   char *etag = NULL, *loc = NULL;
   double ra = -1;
@@ -1040,9 +1095,7 @@ static void *loop_main(void *arg) {
     while (in) {
       struct req *nx = in->next;
       if (in->refused) {
-        pthread_mutex_lock(&e->smu);
-        e->st.refused++;
-        pthread_mutex_unlock(&e->smu);
+        e->cnt.refused++;
         finish_error(e, in, in->refused, in->refused_msg, now);
       } else {
         enqueue(e, in, 0, now);
@@ -1060,10 +1113,18 @@ static void *loop_main(void *arg) {
     int timeout_ms = 1000;
     if (wait < 1.0)
       timeout_ms = wait <= 0 ? 0 : (int)ceil(wait * 1000);
+    flush(e);
     wait_and_drive(e, timeout_ms);
     drain_messages(e);
+    flush(e); /* before the next iteration reads n_done for backpressure */
   }
   /* stopping: tear down every transfer; only this thread touches curl handles */
+  while (e->batch_head) {
+    struct req *q = e->batch_head;
+    e->batch_head = q->next;
+    req_free(q);
+  }
+  e->batch_tail = NULL;
   struct req *act = e->active;
   e->active = NULL;
   while (act) {
@@ -1330,12 +1391,13 @@ int dltc_engine_next(struct dltc_engine *e, int timeout_ms, struct dltc_response
     }
   }
   pthread_mutex_lock(&e->mu);
-  while (!e->done_head && !e->stopping) {
-    if (timeout_ms < 0) {
-      pthread_cond_wait(&e->cv, &e->mu);
-    } else if (pthread_cond_timedwait(&e->cv, &e->mu, &dl) == ETIMEDOUT) {
+  while (!e->done_head && !e->stopping && timeout_ms != 0) {
+    e->n_waiters++;
+    int rc = timeout_ms < 0 ? pthread_cond_wait(&e->cv, &e->mu)
+                            : pthread_cond_timedwait(&e->cv, &e->mu, &dl);
+    e->n_waiters--;
+    if (rc == ETIMEDOUT)
       break;
-    }
   }
   if (e->stopping) {
     pthread_mutex_unlock(&e->mu);

@@ -498,7 +498,14 @@ static PyObject *client_wait(struct client_object *c, double timeout) {
     deadline = (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9 + timeout;
   }
   for (;;) {
-    if (c->closed || !c->eng || dltc_engine_pending(c->eng) == 0)
+    if (c->closed || !c->eng)
+      Py_RETURN_NONE;
+    struct dltc_response *ready = NULL;
+    struct dltc_error err0;
+    /* fast path: a response is already waiting; take it without releasing the GIL */
+    if (dltc_engine_next(c->eng, 0, &ready, &err0) == 0)
+      return response_from(c, ready);
+    if (dltc_engine_pending(c->eng) == 0)
       Py_RETURN_NONE;
     int slice = ENGINE_SLICE_MS;
     if (timeout >= 0) {
