@@ -181,11 +181,12 @@ def test_client_is_reexported_and_defaults():
     assert c2.closed
 
 
-def test_success_body_etag_gzip_and_stats(data):
+@pytest.mark.parametrize("loop", ["epoll", "poll"])
+def test_success_body_etag_gzip_and_stats(data, loop):
     d, meta = data
     months = month_paths(d)
     with R.serve(d) as api:
-        with Client() as c:
+        with Client(loop=loop) as c:
             for p in months + small_paths(meta):
                 c.submit(api.base_url + p, tag=p)
             got = drain(c)
@@ -324,12 +325,13 @@ def test_etag_gives_304_not_modified(data):
 
 # ---- TLS + HTTP/2 -------------------------------------------------------------------------
 
-def test_tls_http2_with_replica_ca(data):
+@pytest.mark.parametrize("loop", ["epoll", "poll"])
+def test_tls_http2_with_replica_ca(data, loop):
     d, meta = data
     paths = small_paths(meta) + month_paths(d)[:4]
     with R.serve(d, tls=True, latency_ms=20) as api:
         assert api.base_url.startswith("https://")
-        with Client(ca_file=api.ca_file) as c:
+        with Client(ca_file=api.ca_file, loop=loop) as c:
             for p in paths:
                 c.submit(api.base_url + p, tag=p)
             got = drain(c)

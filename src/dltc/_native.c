@@ -341,7 +341,8 @@ static PyObject *client_new(PyTypeObject *type, PyObject *args, PyObject *kwds) 
     PyErr_SetString(PyExc_ValueError, "loop must be 'poll' or 'epoll'");
     goto out;
   }
-  cfg.loop = loop && strcmp(loop, "epoll") == 0 ? DLTC_LOOP_EPOLL : DLTC_LOOP_POLL;
+  if (loop)
+    cfg.loop = strcmp(loop, "epoll") == 0 ? DLTC_LOOP_EPOLL : DLTC_LOOP_POLL;
   if (allowed != Py_None) {
     if (PyUnicode_Check(allowed)) {
       PyErr_SetString(PyExc_TypeError, "allowed_hosts must be a list of host names, not a str");

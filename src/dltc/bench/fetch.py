@@ -92,7 +92,7 @@ def run_dltc(urls: list[str], seconds: float, conc: int, **client_kw) -> dict:
 _WRK_LUA = """
 local paths = {%s}
 local i = 0
-wrk.headers["Accept-Encoding"] = "gzip, deflate, br, zstd"
+%s
 request = function()
   i = i %% #paths + 1
   return wrk.format("GET", paths[i])
@@ -104,12 +104,14 @@ end
 """
 
 
-def run_wrk(base: str, paths: list[str], seconds: float, conc: int, tmp: Path) -> dict | None:
+def run_wrk(base: str, paths: list[str], seconds: float, conc: int, tmp: Path,
+            gzip: bool = True) -> dict | None:
     wrk = shutil.which("wrk")
     if not wrk:
         return None
     script = tmp / "paths.lua"
-    script.write_text(_WRK_LUA % ",".join(json.dumps(p) for p in paths))
+    enc = 'wrk.headers["Accept-Encoding"] = "gzip, deflate, br, zstd"' if gzip else ""
+    script.write_text(_WRK_LUA % (",".join(json.dumps(p) for p in paths), enc))
     threads = max(1, min(2, conc))
     cpu0 = _cpu_children()
     p = subprocess.run([wrk, f"-t{threads}", f"-c{conc}", f"-d{max(1, round(seconds))}s",
@@ -226,6 +228,13 @@ def main(argv: list[str] | None = None) -> int:
                     run["dltc_vs_python"] = round(run["dltc"]["req_per_s"] / py, 1) if py else None
                 if lat == 0 and "small" not in skip:
                     surls = [api.base_url + p for p in small]
+                    # same bytes both sides, nothing to inflate: the HTTP machinery alone
+                    ident = {"headers": {"Accept-Encoding": "identity"}}
+                    run["identity"] = {"dltc": run_dltc(urls, a.seconds, a.concurrency,
+                                                        **ident, **kw)}
+                    if "wrk" not in skip:
+                        run["identity"]["wrk"] = run_wrk(api.base_url, months, a.seconds,
+                                                         a.concurrency, tmp, gzip=False)
                     run["small_bodies"] = {"dltc": run_dltc(surls, a.seconds, a.concurrency, **kw)}
                     if "wrk" not in skip:
                         run["small_bodies"]["wrk"] = run_wrk(api.base_url, small, a.seconds,
