@@ -46,7 +46,7 @@ enum abort_reason { ABORT_NONE, ABORT_BODY, ABORT_RATIO, ABORT_NOMEM };
  * stats under smu once per loop iteration. */
 struct counts {
   uint64_t requests, responses, errors, wire_bytes, decoded_bytes, not_modified, status_429,
-      status_503, refused, redirects, http2;
+      status_503, refused, redirects, http2, connects;
   uint64_t retries[DLTC_RC_COUNT];
   int inflight;
 };
@@ -420,6 +420,7 @@ static void flush(struct dltc_engine *e) {
   s->refused = c->refused;
   s->redirects = c->redirects;
   s->http2 = c->http2;
+  s->connects = c->connects;
   memcpy(s->retries, c->retries, sizeof s->retries);
   s->inflight = c->inflight;
   lat_merge(e);
@@ -868,6 +869,8 @@ static void on_done(struct dltc_engine *e, struct req *q, CURLcode rc, double no
   curl_easy_getinfo(h, CURLINFO_HTTP_VERSION, &ver);
   curl_easy_getinfo(h, CURLINFO_SIZE_DOWNLOAD_T, &wire);
   curl_easy_getinfo(h, CURLINFO_TOTAL_TIME_T, &total_us);
+  long nconn = 0;
+  curl_easy_getinfo(h, CURLINFO_NUM_CONNECTS, &nconn);
   q->r.status = status;
   q->r.http_version = ver == CURL_HTTP_VERSION_1_0   ? 10
                       : ver == CURL_HTTP_VERSION_1_1 ? 11
@@ -879,6 +882,7 @@ static void on_done(struct dltc_engine *e, struct req *q, CURLcode rc, double no
   cn->wire_bytes += (uint64_t)wire;
   cn->decoded_bytes += q->r.body_len;
   cn->http2 += q->r.http_version == 20;
+  cn->connects += (uint64_t)(nconn > 0 ? nconn : 0);
   cn->not_modified += status == 304;
   cn->status_429 += status == 429;
   cn->status_503 += status == 503;

@@ -122,7 +122,8 @@ struct dltc_engine_stats {
   uint64_t status_503;
   uint64_t refused; /* refused before sending (host, scheme, URL) */
   uint64_t redirects;
-  uint64_t http2; /* attempts answered over HTTP/2 */
+  uint64_t http2;    /* attempts answered over HTTP/2 */
+  uint64_t connects; /* new connections opened (the rest reused one) */
   uint64_t retries[DLTC_RC_COUNT];
   double latency_p50, latency_p99; /* seconds per attempt */
   int window;                      /* current window of the busiest host */

@@ -202,6 +202,9 @@ def test_success_body_etag_gzip_and_stats(data, loop):
             # the replica serves pre-gzipped JSON: fewer bytes on the wire than decoded
             assert st["decoded_bytes"] == sum(len(r.body) for r in got)
             assert st["wire_bytes"] < st["decoded_bytes"] / 2
+            # keep-alive: at most one connection per window slot, reused across requests
+            assert st["connects"] <= max(w for _, w in st["window_history"]) + 2
+            assert st["connects"] < len(got) / 2
             assert 0 < st["latency_p50"] <= st["latency_p99"]
 
 
@@ -339,6 +342,8 @@ def test_tls_http2_with_replica_ca(data, loop):
         assert all(r.error is None and r.http_version == "2" for r in got)
         assert all(same_body(r.body, d, api.base_url, r.tag) for r in got)
         assert st["http2"] == len(paths)
+        # multiplexed: PIPEWAIT makes the first window share one connection
+        assert st["connects"] <= 2
         # verification is on by default: the per-run CA is unknown to the system store
         with Client(max_attempts=1) as c:
             c.submit(api.base_url + paths[0])
@@ -571,3 +576,42 @@ def test_shared_by_threads_each_response_once(data):
         t.join(timeout=5)
         assert not t.is_alive() and result == [None]
         assert time.monotonic() - t0 < 1.0
+
+
+def test_rps_token_bucket_paces_requests(data):
+    d, meta = data
+    paths = small_paths(meta)
+    with R.serve(d) as api, Client(rps=20) as c:
+        t0 = time.monotonic()
+        for i in range(30):
+            c.submit(api.base_url + paths[i % len(paths)])
+        got = drain(c)
+        wall = time.monotonic() - t0
+    assert all(r.error is None for r in got) and len(got) == 30
+    # a burst of 20 tokens, then 20/s: the last 10 need about 0.5 s
+    assert 0.4 <= wall < 3.0 * SLOW
+
+
+def test_timeouts_are_retried_then_reported(data):
+    d, meta = data
+    with R.serve(d, latency_ms=1500) as api, Client(timeout=0.3, max_attempts=2,
+                                                    backoff_base=0.01) as c:
+        c.submit(api.base_url + small_paths(meta)[0])
+        r = c.next(timeout=10)
+        st = c.stats()
+    assert r.error and r.status == 0 and r.attempts == 2
+    assert "timed out" in r.error.lower() or "timeout" in r.error.lower()
+    assert st["retries_by_cause"]["timeout"] == 1
+
+
+def test_max_retry_time_bounds_retries(data):
+    d, meta = data
+    path = small_paths(meta)[0]
+    with R.serve(d, faults=f"seed=1,fail_path={path}") as api:
+        with Client(max_retry_time=0.5, max_attempts=100, backoff_base=0.2) as c:
+            t0 = time.monotonic()
+            c.submit(api.base_url + path)
+            r = c.next(timeout=20)
+            wall = time.monotonic() - t0
+    assert r.error and r.status == 500 and "max_retry_time" in r.error
+    assert 2 <= r.attempts < 100 and wall < 2.0

@@ -638,6 +638,7 @@ static PyObject *client_stats(PyObject *self, PyObject *noargs) {
       dict_steal(d, "refused", PyLong_FromUnsignedLongLong(st->refused)) < 0 ||
       dict_steal(d, "redirects", PyLong_FromUnsignedLongLong(st->redirects)) < 0 ||
       dict_steal(d, "http2", PyLong_FromUnsignedLongLong(st->http2)) < 0 ||
+      dict_steal(d, "connects", PyLong_FromUnsignedLongLong(st->connects)) < 0 ||
       dict_steal(d, "retries", PyLong_FromUnsignedLongLong(total_retries)) < 0 ||
       dict_steal(d, "retries_by_cause", Py_NewRef(rb)) < 0 ||
       dict_steal(d, "window", PyLong_FromLong(st->window)) < 0 ||
