@@ -71,12 +71,13 @@ struct slot {
 struct req {
   struct dltc_response r; /* first member: a response pointer is a req pointer */
   struct dltc_engine *e;
-  char *url;       /* as submitted (r.url) */
-  char *safe_url;  /* without user:password, for messages */
-  char *cur_url;   /* current hop; == url until a redirect */
-  char *orig_host; /* host name of the submitted URL */
-  char *host_key;  /* "host:port" of the current hop */
-  char *etag_in;   /* If-None-Match value or NULL */
+  char *url;                  /* as submitted (r.url) */
+  char *safe_url;             /* without user:password, for messages */
+  char *cur_url;              /* current hop; == url until a redirect */
+  char *orig_host;            /* host name of the submitted URL */
+  char *host_key;             /* "host:port" of the current hop */
+  char *etag_in;              /* If-None-Match value or NULL */
+  char *password, *basic_b64; /* from user:password in the URL, redacted in messages */
   int empty_on[DLTC_MAX_EMPTY_ON];
   int n_empty;
   int refused; /* DLTC_E* when refused at submit, else 0 */
@@ -201,6 +202,8 @@ static void req_free(struct req *q) {
   free(q->host_key);
   free(q->etag_in);
   free(q->refused_msg);
+  free(q->password);
+  free(q->basic_b64);
   curl_slist_free_all(q->hdrs);
   free(q);
 }
@@ -251,17 +254,19 @@ static int parse_target(const char *url, char **host_out, char **key_out, char *
     snprintf(msg, msg_size, "URL has no port");
     goto out;
   }
-  curl_url_set(u, CURLUPART_USER, NULL, 0);
-  curl_url_set(u, CURLUPART_PASSWORD, NULL, 0);
-  if (curl_url_get(u, CURLUPART_URL, &safe, 0) != CURLUE_OK) {
-    snprintf(msg, msg_size, "malformed URL");
-    goto out;
+  if (strchr(url, '@')) { /* maybe user:password: messages get the URL without them */
+    curl_url_set(u, CURLUPART_USER, NULL, 0);
+    curl_url_set(u, CURLUPART_PASSWORD, NULL, 0);
+    if (curl_url_get(u, CURLUPART_URL, &safe, 0) != CURLUE_OK) {
+      snprintf(msg, msg_size, "malformed URL");
+      goto out;
+    }
   }
   lower(host);
   size_t kn = strlen(host) + strlen(port) + 2;
   key = malloc(kn);
   *host_out = strdup(host);
-  *safe_out = strdup(safe);
+  *safe_out = strdup(safe ? safe : url);
   if (!key || !*host_out || !*safe_out) {
     free(key);
     free(*host_out);
@@ -340,25 +345,80 @@ void dltc_engine_stats(struct dltc_engine *e, struct dltc_engine_stats *out) {
 /* ---- finishing -------------------------------------------------------------------- */
 
 /* Replace every secret header value in msg by "***" (in place, bounded). */
-static void redact(const struct dltc_engine *e, char *msg, size_t size) {
+static void redact_one(char *msg, size_t size, const char *sec) {
   char tmp[1024];
-  for (size_t i = 0; i < e->n_secrets; i++) {
-    const char *sec = e->secrets[i];
-    size_t sn = strlen(sec), o = 0;
-    if (!sn || !strstr(msg, sec))
-      continue;
-    for (const char *p = msg; *p && o + 1 < sizeof tmp;) {
-      if (strncmp(p, sec, sn) == 0) {
-        for (int k = 0; k < 3 && o + 1 < sizeof tmp; k++)
-          tmp[o++] = '*';
-        p += sn;
-      } else {
-        tmp[o++] = *p++;
-      }
+  size_t sn = sec ? strlen(sec) : 0, o = 0;
+  if (!sn || !strstr(msg, sec))
+    return;
+  for (const char *p = msg; *p && o + 1 < sizeof tmp;) {
+    if (strncmp(p, sec, sn) == 0) {
+      for (int k = 0; k < 3 && o + 1 < sizeof tmp; k++)
+        tmp[o++] = '*';
+      p += sn;
+    } else {
+      tmp[o++] = *p++;
     }
-    tmp[o] = '\0';
-    snprintf(msg, size, "%s", tmp);
   }
+  tmp[o] = '\0';
+  snprintf(msg, size, "%s", tmp);
+}
+
+/* Redact the configured Authorization/Cookie values and, for a URL with
+ * user:password, the password and the Basic token libcurl derived from it. */
+static void redact(const struct dltc_engine *e, const struct req *q, char *msg, size_t size) {
+  for (size_t i = 0; i < e->n_secrets; i++)
+    redact_one(msg, size, e->secrets[i]);
+  redact_one(msg, size, q->basic_b64);
+  redact_one(msg, size, q->password);
+}
+
+static char *base64(const char *in) {
+  static const char tbl[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  size_t n = strlen(in), o = 0;
+  char *out = malloc((n + 2) / 3 * 4 + 1);
+  if (!out)
+    return NULL;
+  for (size_t i = 0; i < n; i += 3) {
+    uint32_t v = (uint32_t)(unsigned char)in[i] << 16;
+    if (i + 1 < n)
+      v |= (uint32_t)(unsigned char)in[i + 1] << 8;
+    if (i + 2 < n)
+      v |= (uint32_t)(unsigned char)in[i + 2];
+    out[o++] = tbl[(v >> 18) & 63];
+    out[o++] = tbl[(v >> 12) & 63];
+    out[o++] = i + 1 < n ? tbl[(v >> 6) & 63] : '=';
+    out[o++] = i + 2 < n ? tbl[v & 63] : '=';
+  }
+  out[o] = '\0';
+  return out;
+}
+
+/* For a URL with userinfo, remember what must never be shown (see redact). */
+static int note_userinfo(struct req *q, const char *url) {
+  int rc = 0;
+  char *user = NULL, *pw = NULL, *pair = NULL;
+  CURLU *u = curl_url();
+  if (!u)
+    return DLTC_ENOMEM;
+  if (curl_url_set(u, CURLUPART_URL, url, 0) != CURLUE_OK ||
+      curl_url_get(u, CURLUPART_PASSWORD, &pw, CURLU_URLDECODE) != CURLUE_OK || !pw[0])
+    goto out;
+  if (curl_url_get(u, CURLUPART_USER, &user, CURLU_URLDECODE) != CURLUE_OK)
+    goto out;
+  size_t n = strlen(user) + strlen(pw) + 2;
+  if (!(pair = malloc(n)) || !(q->password = strdup(pw))) {
+    rc = DLTC_ENOMEM;
+    goto out;
+  }
+  snprintf(pair, n, "%s:%s", user, pw);
+  if (!(q->basic_b64 = base64(pair)))
+    rc = DLTC_ENOMEM;
+out:
+  free(pair);
+  curl_free(user);
+  curl_free(pw);
+  curl_url_cleanup(u);
+  return rc;
 }
 
 /* Append up to SNIPPET bytes of body to buf as printable text. */
@@ -450,7 +510,7 @@ static void finish_error(struct dltc_engine *e, struct req *q, int code, const c
                          double now) {
   char buf[1024];
   snprintf(buf, sizeof buf, "%s", msg);
-  redact(e, buf, sizeof buf);
+  redact(e, q, buf, sizeof buf);
   q->r.code = code;
   q->r.error = strdup(buf);
   if (q->t_first > 0)
@@ -968,8 +1028,10 @@ static void on_done(struct dltc_engine *e, struct req *q, CURLcode rc, double no
     if (status == 429 || status == 503) {
       if (dltc_window_on_overload(&hst->win, q->started_epoch, q->started_inflight))
         note_window(e, hst);
-      if (ra > 0 && now + ra > hst->paused_until)
-        hst->paused_until = now + ra;
+      /* a pause longer than the retry budget helps nobody: cap it */
+      double pause = ra < e->cfg.max_retry_time ? ra : e->cfg.max_retry_time;
+      if (pause > 0 && now + pause > hst->paused_until)
+        hst->paused_until = now + pause;
     }
     snprintf(q->last, sizeof q->last, "HTTP %ld from %s: ", status, q->safe_url);
     snippet(q->r.body ? q->r.body : "", q->r.body_len, q->last, sizeof q->last);
@@ -1318,6 +1380,8 @@ int dltc_engine_submit(struct dltc_engine *e, const char *url, const char *etag,
   for (size_t i = 0; i < n_empty; i++)
     q->empty_on[i] = empty_on[i];
   if (!q->url || (etag && !(q->etag_in = strdup(etag))))
+    goto nomem;
+  if (strchr(url, '@') && note_userinfo(q, url) != 0)
     goto nomem;
   char msg[160];
   int prc = parse_target(url, &q->orig_host, &q->host_key, &q->safe_url, msg, sizeof msg);

@@ -9,6 +9,7 @@ consumer, and use from several threads.
 
 from __future__ import annotations
 
+import base64
 import gzip
 import http.server
 import os
@@ -424,6 +425,12 @@ def test_headers_user_agent_and_secrets_never_in_errors(tiny_server):
     h.routes["/echo"] = (403, {}, lambda req: ("you sent " + req.headers.get("Authorization", "")
                                                + " " + req.headers.get("Cookie", "")).encode())
     token, cookie = "Bearer tok-5ecret-123", "session=c00kie-val"
+    with Client() as c:  # credentials in the URL never reach a message either
+        c.submit(base.replace("http://", "http://user:pa55w0rd@") + "/echo")
+        r = c.next(timeout=10)
+    assert r.status == 403 and "pa55w0rd" not in r.error and "user:" not in r.error
+    assert h.seen[-1][1]["Authorization"].startswith("Basic ")  # it was sent...
+    assert base64.b64encode(b"user:pa55w0rd").decode() not in r.error  # ...and not shown
     with Client(headers={"Authorization": token, "Cookie": cookie, "X-Dltc": "1"}) as c:
         c.submit(base + "/echo")
         r = c.next(timeout=10)
