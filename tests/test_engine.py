@@ -253,12 +253,13 @@ def test_2000_requests_with_10pct_faults_each_delivered_once(data):
 
 # ---- adaptive concurrency -----------------------------------------------------------------
 
-def test_429_adaptation_finds_max_parallel(data):
+@pytest.mark.parametrize("tls", [False, True], ids=["http1", "h2"])
+def test_429_adaptation_finds_max_parallel(data, tls):
     d, meta = data
     paths = small_paths(meta)
     limit, latency = 8, 0.05
-    with R.serve(d, latency_ms=latency * 1000, max_parallel=limit) as api:
-        with Client(initial_concurrency=limit, max_concurrency=64) as c:
+    with R.serve(d, latency_ms=latency * 1000, max_parallel=limit, tls=tls) as api:
+        with Client(initial_concurrency=limit, max_concurrency=64, ca_file=api.ca_file) as c:
             n = 480
             t0 = time.monotonic()
             for i in range(n):
@@ -267,6 +268,8 @@ def test_429_adaptation_finds_max_parallel(data):
             wall = time.monotonic() - t0
             st = c.stats()
     assert all(r.error is None and r.status == 200 for r in got)
+    if tls:  # every stream multiplexed on one connection, limited per stream
+        assert st["http2"] == st["requests"] and st["connects"] <= 2
     share = st["status_429"] / st["requests"]
     goodput = n / wall / (limit / latency)
     hist = [w for _, w in st["window_history"]]
