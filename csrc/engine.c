@@ -1345,6 +1345,7 @@ int dltc_engine_new(const struct dltc_engine_config *cfg, struct dltc_engine **o
     goto out;
   }
   e->thread_started = 1;
+  pthread_setname_np(e->thread, "dltc-engine"); /* visible in top -H, perf, gdb */
   *out = e;
   e = NULL;
   rc = 0;
