@@ -239,7 +239,7 @@ static Py_ssize_t strings_from(PyObject *iterable, char **list, Py_ssize_t cap, 
     const char *s = PyUnicode_Check(item) ? PyUnicode_AsUTF8(item) : NULL;
     if (!s || n >= cap) {
       if (!PyErr_Occurred())
-        PyErr_Format(PyExc_ValueError, "%s: at most %zd str items", what, cap);
+        PyErr_Format(PyExc_TypeError, "%s: expected at most %zd str items", what, cap);
       Py_DECREF(item);
       Py_DECREF(it);
       return -1;
@@ -397,9 +397,9 @@ static PyObject *client_new(PyTypeObject *type, PyObject *args, PyObject *kwds) 
   c = NULL;
 out:
   Py_XDECREF(c);
-  for (Py_ssize_t i = 0; i < n_hosts; i++)
+  for (size_t i = 0; i < DLTC_MAX_ALLOWED_HOSTS; i++) /* also on partial failure */
     free(hosts[i]);
-  for (Py_ssize_t i = 0; i < n_hdrs; i++)
+  for (size_t i = 0; i < DLTC_MAX_HEADERS; i++)
     free(hdrs[i]);
   free((char *)cfg.ca_file);
   return result;
