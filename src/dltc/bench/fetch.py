@@ -193,7 +193,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--players", type=int, default=20)
     ap.add_argument("--months", type=int, default=3)
     ap.add_argument("--latencies", default="0,50", help="server latencies in ms, comma-separated")
-    ap.add_argument("--skip", default="", help="comma-separated: dltc,wrk,python,small,adaptive")
+    ap.add_argument("--skip", default="",
+                    help="comma-separated: dltc,wrk,python,small (identity+small bodies),adaptive")
     ap.add_argument("--loop", choices=("poll", "epoll"), default=None,
                     help="engine event loop (default: the engine's default)")
     a = ap.parse_args(argv)
@@ -226,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
                 if run.get("dltc") and run.get("python_dlt_requests_5_threads"):
                     py = run["python_dlt_requests_5_threads"]["req_per_s"]
                     run["dltc_vs_python"] = round(run["dltc"]["req_per_s"] / py, 1) if py else None
-                if lat == 0 and "small" not in skip:
+                if "small" not in skip:
                     surls = [api.base_url + p for p in small]
                     # same bytes both sides, nothing to inflate: the HTTP machinery alone
                     ident = {"headers": {"Accept-Encoding": "identity"}}
@@ -239,6 +240,10 @@ def main(argv: list[str] | None = None) -> int:
                     if "wrk" not in skip:
                         run["small_bodies"]["wrk"] = run_wrk(api.base_url, small, a.seconds,
                                                              a.concurrency, tmp)
+                    for sub in (run["identity"], run["small_bodies"]):
+                        if sub.get("wrk") and sub["wrk"].get("req_per_s"):
+                            sub["dltc_vs_wrk"] = round(sub["dltc"]["req_per_s"]
+                                                       / sub["wrk"]["req_per_s"], 3)
                 out["runs"][key] = run
         if "adaptive" not in skip:
             small_paths = small + [f"/pub/player/{u}/games/archives" for u in meta["players"]]
