@@ -625,3 +625,26 @@ def test_max_retry_time_bounds_retries(data):
             wall = time.monotonic() - t0
     assert r.error and r.status == 500 and "max_retry_time" in r.error
     assert 2 <= r.attempts < 100 and wall < 2.0
+
+
+def test_cross_host_redirect_when_allowed_drops_secrets(tiny_server):
+    base, h = tiny_server
+    other = base.replace("127.0.0.1", "localhost")  # same server, another host name
+    h.routes.update({
+        "/x": (302, {"Location": other + "/y"}, b""),
+        "/y": (200, {}, b"moved"),
+    })
+    opts = dict(headers={"Authorization": "Bearer keep-me-home", "X-Other": "1"},
+                allowed_hosts=["127.0.0.1", "localhost"])
+    with Client(same_host_redirects=True, **opts) as c:
+        c.submit(base + "/x")
+        r = c.next(timeout=10)
+        assert r.error and "same_host_redirects" in r.error
+    with Client(same_host_redirects=False, **opts) as c:
+        c.submit(base + "/x", etag='"v1"')
+        r = c.next(timeout=10)
+    assert r.error is None and r.body == b"moved"
+    first, second = h.seen[-2][1], h.seen[-1][1]
+    assert first["Authorization"] == "Bearer keep-me-home" and first["If-None-Match"] == '"v1"'
+    assert "Authorization" not in second and second["X-Other"] == "1"
+    assert second["If-None-Match"] == '"v1"' and second["Host"].startswith("localhost")
