@@ -1069,11 +1069,10 @@ static void drain_messages(struct dltc_engine *e) {
 /* epoll flavour: libcurl tells us which sockets to watch and when to time out. */
 static int on_socket(CURL *easy, curl_socket_t fd, int what, void *ud, void *sockp) {
   (void)easy;
-  (void)sockp;
   struct dltc_engine *e = ud;
   if (what == CURL_POLL_REMOVE) {
     epoll_ctl(e->epfd, EPOLL_CTL_DEL, fd, NULL);
-    return 0;
+    return 0; /* libcurl forgets the assignment itself */
   }
   struct epoll_event ev = {0};
   ev.data.fd = fd;
@@ -1081,8 +1080,15 @@ static int on_socket(CURL *easy, curl_socket_t fd, int what, void *ud, void *soc
     ev.events |= EPOLLIN;
   if (what & CURL_POLL_OUT)
     ev.events |= EPOLLOUT;
-  if (epoll_ctl(e->epfd, EPOLL_CTL_MOD, fd, &ev) != 0 && errno == ENOENT)
-    epoll_ctl(e->epfd, EPOLL_CTL_ADD, fd, &ev);
+  /* sockp is what we assigned: non-NULL once the fd is in the epoll set, so one
+   * epoll_ctl per change instead of a failing MOD before each ADD */
+  if (sockp) {
+    epoll_ctl(e->epfd, EPOLL_CTL_MOD, fd, &ev);
+  } else {
+    if (epoll_ctl(e->epfd, EPOLL_CTL_ADD, fd, &ev) != 0 && errno == EEXIST)
+      epoll_ctl(e->epfd, EPOLL_CTL_MOD, fd, &ev);
+    curl_multi_assign(e->multi, fd, e);
+  }
   return 0;
 }
 
