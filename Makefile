@@ -13,7 +13,7 @@ SUDO     := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 APT_PKGS := gcc make pkg-config python3-dev python3-venv libcurl4-openssl-dev \
             nginx-light libnginx-mod-http-echo openssl wrk \
-            clang libclang-rt-14-dev clang-tidy cppcheck clang-format
+            clang libclang-rt-14-dev clang-tidy cppcheck clang-format libdeflate-dev libbrotli-dev zlib1g-dev
 
 SOURCES := $(shell find csrc src tests/c tests/fuzz -type f \( -name '*.c' -o -name '*.h' -o -name '*.py' -o -name '*.pyi' -o -name 'meson.build' \) 2>/dev/null) meson.build meson.options pyproject.toml
 
