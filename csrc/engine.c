@@ -29,6 +29,7 @@
 #include <unistd.h>
 
 #include "http.h"
+#include "inflate.h"
 #include "limit.h"
 #include "version.h"
 
@@ -655,7 +656,13 @@ static struct slot *slot_get(struct dltc_engine *e) {
   curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
   curl_easy_setopt(h, CURLOPT_ERRORBUFFER, s->errbuf);
   curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_write);
-  curl_easy_setopt(h, CURLOPT_ACCEPT_ENCODING, "");
+  if (c->decompress_caller) {
+    /* decoding is the consumer's job (inflate.c), off this thread: the body stays raw */
+    curl_easy_setopt(h, CURLOPT_ACCEPT_ENCODING, "gzip, br");
+    curl_easy_setopt(h, CURLOPT_HTTP_CONTENT_DECODING, 0L);
+  } else {
+    curl_easy_setopt(h, CURLOPT_ACCEPT_ENCODING, "");
+  }
   curl_easy_setopt(h, CURLOPT_USERAGENT, e->user_agent);
   curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
   curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
@@ -714,6 +721,7 @@ static void start_one(struct dltc_engine *e, struct req *q, double now) {
                    q->hdrs ? q->hdrs : (q->cross_host ? e->base_hdrs_public : e->base_hdrs));
   q->abort = ABORT_NONE;
   q->r.body_len = 0;
+  q->r.encoding = DLTC_ENC_IDENTITY;
   if (q->redirect_pending)
     q->redirect_pending = 0;
   else
@@ -957,6 +965,7 @@ static void on_done(struct dltc_engine *e, struct req *q, CURLcode rc, double no
 
   char *etag = NULL, *loc = NULL;
   double ra = -1;
+  int bad_encoding = 0;
   if (rc == CURLE_OK) {
     char *v = header_value(h, "ETag");
     size_t off, len;
@@ -977,6 +986,16 @@ static void on_done(struct dltc_engine *e, struct req *q, CURLcode rc, double no
       v = header_value(h, "Link");
       if (v && dltc_link_find(v, strlen(v), "next", &off, &len) == 0)
         q->r.link_next = strndup(v + off, len);
+      if (e->cfg.decompress_caller) {
+        enum dltc_encoding enc;
+        struct dltc_error eerr;
+        if (dltc_encoding_parse(header_value(h, "Content-Encoding"), &enc, &eerr) == 0) {
+          q->r.encoding = (int)enc;
+        } else {
+          bad_encoding = 1;
+          snprintf(msg, sizeof msg, "%.200s from %s", eerr.msg, q->safe_url);
+        }
+      }
     }
   } else {
     snprintf(q->last, sizeof q->last, "transport error for %s: %s", q->safe_url,
@@ -1017,8 +1036,11 @@ static void on_done(struct dltc_engine *e, struct req *q, CURLcode rc, double no
     finish_ok(e, q, now);
   } else if (loc) {
     redirect(e, q, loc, status, now);
+  } else if (bad_encoding) {
+    finish_error(e, q, DLTC_EHTTP, msg, now);
   } else if (in_empty_on(q, status)) {
     q->r.body_len = 0;
+    q->r.encoding = DLTC_ENC_IDENTITY;
     if (!q->r.body)
       q->r.body = calloc(1, 1);
     else
