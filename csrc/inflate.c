@@ -16,12 +16,9 @@
 
 const char *dltc_encoding_name(enum dltc_encoding enc) {
   switch (enc) {
-  case DLTC_ENC_GZIP:
-    return "gzip";
-  case DLTC_ENC_BR:
-    return "br";
-  default:
-    return "identity";
+  case DLTC_ENC_GZIP: return "gzip";
+  case DLTC_ENC_BR: return "br";
+  default: return "identity";
   }
 }
 
@@ -66,14 +63,13 @@ struct obuf {
 };
 
 /* Grow b to at least want bytes (callers clamp want to the cap + 1). */
-static int obuf_grow(struct obuf *b, size_t want, enum dltc_encoding enc,
-                     struct dltc_error *err) {
+static int obuf_grow(struct obuf *b, size_t want, enum dltc_encoding enc, struct dltc_error *err) {
   uint8_t *np;
   if (b->owned) {
     np = dltc__realloc(b->p, want);
   } else {
     np = dltc__malloc(want);
-    if (np && b->len)
+    if (np && b->p && b->len)
       memcpy(np, b->p, b->len);
   }
   if (!np)
@@ -91,8 +87,8 @@ static size_t next_cap(size_t cap, size_t limit1) {
   return c;
 }
 
-static int cap_error(enum dltc_encoding enc, size_t n, size_t limit, int by_ratio,
-                     double max_ratio, struct dltc_error *err) {
+static int cap_error(enum dltc_encoding enc, size_t n, size_t limit, int by_ratio, double max_ratio,
+                     struct dltc_error *err) {
   if (by_ratio)
     return dltc_error_set(err, DLTC_ELIMIT,
                           "%s body of %zu bytes decodes to more than %zu bytes: over max_ratio "
@@ -117,8 +113,8 @@ static int all_zero(const uint8_t *p, size_t n) {
   return 1;
 }
 
-static int inflate_gzip(const uint8_t *in, size_t n, size_t limit, struct obuf *b,
-                        int *over_cap, struct dltc_error *err) {
+static int inflate_gzip(const uint8_t *in, size_t n, size_t limit, struct obuf *b, int *over_cap,
+                        struct dltc_error *err) {
   int rc = 0;
   pthread_once(&deflate_once, set_deflate_allocator);
   struct libdeflate_decompressor *d = libdeflate_alloc_decompressor();
@@ -139,8 +135,8 @@ static int inflate_gzip(const uint8_t *in, size_t n, size_t limit, struct obuf *
     }
     for (;;) {
       size_t used = 0, got = 0;
-      enum libdeflate_result r = libdeflate_gzip_decompress_ex(
-          d, in + off, n - off, b->p + b->len, b->cap - b->len, &used, &got);
+      enum libdeflate_result r = libdeflate_gzip_decompress_ex(d, in + off, n - off, b->p + b->len,
+                                                               b->cap - b->len, &used, &got);
       if (r == LIBDEFLATE_SUCCESS) {
         off += used;
         b->len += got;
@@ -240,8 +236,8 @@ int dltc_inflate(const uint8_t *in, size_t n, enum dltc_encoding enc, size_t max
   struct obuf b = {dst, dst ? dst_cap : 0, 0, 0};
   *out = NULL;
   *out_len = 0;
-  if (!(max_ratio >= 1) || (n && !in) || (enc != DLTC_ENC_IDENTITY && enc != DLTC_ENC_GZIP &&
-                                          enc != DLTC_ENC_BR)) {
+  if (!(max_ratio >= 1) || (n && !in) ||
+      (enc != DLTC_ENC_IDENTITY && enc != DLTC_ENC_GZIP && enc != DLTC_ENC_BR)) {
     rc = dltc_error_set(err, DLTC_EINVAL, "inflate: bad argument (max_ratio < 1 or encoding)");
     goto out;
   }
@@ -262,7 +258,7 @@ int dltc_inflate(const uint8_t *in, size_t n, enum dltc_encoding enc, size_t max
     }
     if (b.cap < n && (rc = obuf_grow(&b, n, enc, err)))
       goto out;
-    if (n)
+    if (n && b.p) /* b.cap >= n > 0 implies b.p */
       memcpy(b.p, in, n);
     b.len = n;
   } else {

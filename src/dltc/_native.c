@@ -193,9 +193,9 @@ static PyObject *response_from(struct client_object *c, struct dltc_response *r)
   default: o->http_version = Py_NewRef(Py_None); break;
   }
   o->link_next = str_or_none(r->link_next);
-  o->content_encoding = str_or_none(
-      r->encoding != DLTC_ENC_IDENTITY && !r->error && r->body ? dltc_encoding_name(r->encoding)
-                                                               : NULL);
+  o->content_encoding = str_or_none(r->encoding != DLTC_ENC_IDENTITY && !r->error && r->body
+                                        ? dltc_encoding_name(r->encoding)
+                                        : NULL);
   /* the tag: popped so the dict holds only pending ids */
   PyObject *tag = PyDict_GetItemWithError(c->tags, o->id);
   if (tag) {
@@ -336,13 +336,13 @@ static PyObject *client_new(PyTypeObject *type, PyObject *args, PyObject *kwds) 
   Py_ssize_t n_hosts = 0, n_hdrs = 0;
   struct client_object *c = NULL;
   PyObject *mod, *result = NULL;
-  if (!PyArg_ParseTupleAndKeywords(
-          args, kwds, "|$iiOiddddLdipOOpOpiOddzz:Client", kwlist, &cfg.max_concurrency,
-          &cfg.initial_concurrency, &rps, &cfg.max_attempts, &cfg.max_retry_time,
-          &cfg.connect_timeout, &cfg.timeout, &cfg.low_speed_time, &max_body, &cfg.max_ratio,
-          &cfg.max_redirects, &cfg.same_host_redirects, &allowed, &ca, &cfg.verify, &headers,
-          &cfg.http2, &cfg.queue_size, &ua, &cfg.backoff_base, &cfg.backoff_cap, &loop,
-          &decompress))
+  if (!PyArg_ParseTupleAndKeywords(args, kwds, "|$iiOiddddLdipOOpOpiOddzz:Client", kwlist,
+                                   &cfg.max_concurrency, &cfg.initial_concurrency, &rps,
+                                   &cfg.max_attempts, &cfg.max_retry_time, &cfg.connect_timeout,
+                                   &cfg.timeout, &cfg.low_speed_time, &max_body, &cfg.max_ratio,
+                                   &cfg.max_redirects, &cfg.same_host_redirects, &allowed, &ca,
+                                   &cfg.verify, &headers, &cfg.http2, &cfg.queue_size, &ua,
+                                   &cfg.backoff_base, &cfg.backoff_cap, &loop, &decompress))
     return NULL;
   cfg.max_body = max_body;
   if (rps != Py_None && ((cfg.rps = PyFloat_AsDouble(rps)) == -1.0 && PyErr_Occurred()))
@@ -794,10 +794,11 @@ static PyObject *py_inflate(PyObject *mod, PyObject *args, PyObject *kwds) {
       goto out;
   }
   uint8_t *dst = res ? (uint8_t *)PyBytes_AS_STRING(res) : NULL;
-  int rc;
-  Py_BEGIN_ALLOW_THREADS rc = dltc_inflate(buf.buf, n, enc, (size_t)max_size, max_ratio, dst,
-                                           res ? hint : 0, &out, &len, &err);
-  Py_END_ALLOW_THREADS if (rc != 0) {
+  PyThreadState *ts = PyEval_SaveThread(); /* the input buffer and res are ours alone */
+  int rc = dltc_inflate(buf.buf, n, enc, (size_t)max_size, max_ratio, dst, res ? hint : 0, &out,
+                        &len, &err);
+  PyEval_RestoreThread(ts);
+  if (rc != 0) {
     Py_CLEAR(res);
     if (rc == DLTC_ENOMEM)
       PyErr_SetString(PyExc_MemoryError, err.msg);

@@ -25,8 +25,8 @@ static uint8_t *make_text(size_t n, unsigned seed) {
   unsigned x = seed;
   for (size_t i = 0; i < n;) {
     x = x * 1103515245u + 12345u;
-    int k = snprintf((char *)p + i, n - i, "{\"uuid\":\"%08x\",\"rating\":%u,\"result\":\"%s\"},", x,
-                     (x >> 8) % 3000, (x & 1) ? "win" : "resigned");
+    int k = snprintf((char *)p + i, n - i, "{\"uuid\":\"%08x\",\"rating\":%u,\"result\":\"%s\"},",
+                     x, (x >> 8) % 3000, (x & 1) ? "win" : "resigned");
     if (k < 0 || (size_t)k >= n - i) {
       memset(p + i, ' ', n - i);
       break;
