@@ -30,6 +30,7 @@
 
 #include "http.h"
 #include "inflate.h"
+#include "arrow.h" /* dltc__free for inflate's buffers */
 #include "limit.h"
 #include "version.h"
 
@@ -434,6 +435,28 @@ static void snippet(const char *body, size_t n, char *buf, size_t size) {
     buf[len++] = (c >= 0x20 && c < 0x7F) ? (char)c : (c == '\n' || c == '\t' ? ' ' : '?');
   }
   buf[len] = '\0';
+}
+
+/* snippet() of q's body; a body left encoded (decompress_caller) is decoded first
+ * when small enough, so error messages stay readable. Rare path: error statuses. */
+static void body_snippet(const struct req *q, char *buf, size_t size) {
+  const char *b = q->r.body ? q->r.body : "";
+  if (q->r.encoding == DLTC_ENC_IDENTITY || !q->r.body_len) {
+    snippet(b, q->r.body_len, buf, size);
+    return;
+  }
+  uint8_t *dec = NULL;
+  size_t n = 0;
+  struct dltc_error err;
+  if (dltc_inflate((const uint8_t *)b, q->r.body_len, (enum dltc_encoding)q->r.encoding,
+                   (size_t)1 << 20, 1000.0, NULL, 0, &dec, &n, &err) == 0) {
+    snippet((const char *)dec, n, buf, size);
+    dltc__free(dec);
+  } else {
+    size_t len = strlen(buf);
+    snprintf(buf + len, size - len, "(%zu bytes of %s)", q->r.body_len,
+             dltc_encoding_name((enum dltc_encoding)q->r.encoding));
+  }
 }
 
 /* Queue a finished request for the consumers; flush() hands the batch over. */
@@ -986,15 +1009,15 @@ static void on_done(struct dltc_engine *e, struct req *q, CURLcode rc, double no
       v = header_value(h, "Link");
       if (v && dltc_link_find(v, strlen(v), "next", &off, &len) == 0)
         q->r.link_next = strndup(v + off, len);
-      if (e->cfg.decompress_caller) {
-        enum dltc_encoding enc;
-        struct dltc_error eerr;
-        if (dltc_encoding_parse(header_value(h, "Content-Encoding"), &enc, &eerr) == 0) {
-          q->r.encoding = (int)enc;
-        } else {
-          bad_encoding = 1;
-          snprintf(msg, sizeof msg, "%.200s from %s", eerr.msg, q->safe_url);
-        }
+    }
+    if (e->cfg.decompress_caller) {
+      enum dltc_encoding enc;
+      struct dltc_error eerr;
+      if (dltc_encoding_parse(header_value(h, "Content-Encoding"), &enc, &eerr) == 0) {
+        q->r.encoding = (int)enc;
+      } else if (status >= 200 && status < 300) {
+        bad_encoding = 1; /* the body would be unreadable: fail it here, named */
+        snprintf(msg, sizeof msg, "%.200s from %s", eerr.msg, q->safe_url);
       }
     }
   } else {
@@ -1029,6 +1052,7 @@ static void on_done(struct dltc_engine *e, struct req *q, CURLcode rc, double no
   }
   if (status == 304) {
     q->r.not_modified = 1;
+    q->r.encoding = DLTC_ENC_IDENTITY;
     free(q->r.body);
     q->r.body = NULL;
     q->r.body_len = 0;
@@ -1058,11 +1082,11 @@ static void on_done(struct dltc_engine *e, struct req *q, CURLcode rc, double no
         hst->paused_until = now + pause;
     }
     snprintf(q->last, sizeof q->last, "HTTP %ld from %s: ", status, q->safe_url);
-    snippet(q->r.body ? q->r.body : "", q->r.body_len, q->last, sizeof q->last);
+    body_snippet(q, q->last, sizeof q->last);
     retry_or_fail(e, q, cause, ra, DLTC_EHTTP, now);
   } else if (status >= 400 || status < 200) {
     snprintf(msg, sizeof msg, "HTTP %ld from %s: ", status, q->safe_url);
-    snippet(q->r.body ? q->r.body : "", q->r.body_len, msg, sizeof msg);
+    body_snippet(q, msg, sizeof msg);
     finish_error(e, q, DLTC_EHTTP, msg, now);
   } else {
     if (!q->r.body)

@@ -91,13 +91,18 @@ def test_caller_mode_request_and_caps(data, tiny_server):  # noqa: F811
     h.routes["/zstd"] = (200, {"Content-Encoding": "zstd"}, b"(\xb5/\xfd")
     bomb = gzip.compress(b"\0" * (20 << 20), 9)
     h.routes["/bomb"] = (200, {"Content-Encoding": "gzip"}, bomb)
+    h.routes["/gone"] = (404, {"Content-Encoding": "gzip"}, gzip.compress(b'{"message":"no such'
+                                                                           b' player"}'))
     with Client(decompress="caller", max_ratio=100) as c:
+        c.submit(base + "/gone", tag="gone")
         c.submit(base + "/json", tag="json")
         c.submit(base + "/zstd", tag="zstd")
         c.submit(base + "/bomb", tag="bomb")
         got = {r.tag: r for r in drain(c, 30)}
     assert all(hd["Accept-Encoding"] == "gzip, br" for _, hd in h.seen)
     assert got["json"].content_encoding == "gzip" and inflate(got["json"].body, "gzip") == b'{"a":1}'
+    # an encoded error body is decoded for the message
+    assert "HTTP 404" in got["gone"].error and '"message":"no such player"' in got["gone"].error
     z = got["zstd"]
     assert z.body is None and "unsupported Content-Encoding 'zstd'" in z.error and "/zstd" in z.error
     # the bomb passes the engine (it decodes nothing) and stops in inflate with a clear error
