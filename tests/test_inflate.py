@@ -166,3 +166,13 @@ def test_inflate_from_threads():
     for t in ts:
         t.join(60)
     assert [results[k] for k in range(8)] == bodies
+
+
+def test_caller_mode_over_tls_http2(data):
+    d, meta = data
+    paths = month_paths(d)[:6]
+    with R.serve(d, tls=True) as api:
+        got = fetch_all(api.base_url, paths, ca_file=api.ca_file, decompress="caller")
+    for p, r in got.items():
+        assert r.error is None and r.http_version == "2" and r.content_encoding == "gzip"
+        assert inflate(r.body, "gzip") == expected_body(d, api.base_url, p)
