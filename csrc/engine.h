@@ -120,7 +120,8 @@ struct dltc_engine_stats {
   uint64_t responses;     /* finished requests */
   uint64_t errors;        /* finished with an error */
   uint64_t wire_bytes;    /* body bytes as received (compressed) */
-  uint64_t decoded_bytes; /* body bytes after content decoding */
+  uint64_t decoded_bytes; /* body bytes after content decoding (as received when
+                            decompress_caller: the engine decodes nothing) */
   uint64_t not_modified;  /* 304s */
   uint64_t status_429;
   uint64_t status_503;
