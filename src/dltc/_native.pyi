@@ -40,6 +40,8 @@ class Response:
     def http_version(self) -> str | None: ...  # "1.1", "2", ...
     @property
     def link_next(self) -> str | None: ...
+    @property
+    def content_encoding(self) -> Literal["gzip", "br"] | None: ...  # body still encoded (decompress="caller")
 
 class Client(Iterator[Response]):
     """Concurrent GETs on a libcurl engine thread. Safe to share between threads."""
@@ -68,6 +70,7 @@ class Client(Iterator[Response]):
         backoff_base: float = 0.1,
         backoff_cap: float = 10.0,
         loop: Literal["poll", "epoll"] | None = None,
+        decompress: Literal["engine", "caller"] = "engine",
     ) -> None: ...
     def submit(
         self, url: str, *, tag: Any = None, etag: str | None = None, empty_on: Iterable[int] = ()
@@ -83,6 +86,17 @@ class Client(Iterator[Response]):
     def close(self) -> None: ...
     def __enter__(self) -> Client: ...
     def __exit__(self, *exc: object) -> Literal[False]: ...
+
+def inflate(
+    data: bytes | bytearray | memoryview,
+    encoding: str | None,
+    *,
+    max_size: int = 256 << 20,
+    max_ratio: float = 200.0,
+) -> bytes:
+    """Decode a body of Client(decompress="caller") (encoding: Response.content_encoding:
+    "gzip", "br" or None/"identity"); GIL released. ValueError on corrupt/truncated data
+    or a cap (max_size bytes out; max_ratio once past 1 MiB out), MemoryError."""
 
 
 # ---- decoder ----
