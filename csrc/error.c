@@ -21,8 +21,7 @@ int dltc_error_set(struct dltc_error *err, int code, const char *fmt, ...) {
   err->code = code;
   va_list ap;
   va_start(ap, fmt);
-  /* clang-tidy 14 reports this when it analyses another file first in the same run */
-  vsnprintf(err->msg, sizeof err->msg, fmt, ap); // NOLINT(clang-analyzer-valist.Uninitialized)
+  vsnprintf(err->msg, sizeof err->msg, fmt, ap);
   va_end(ap);
   return code;
 }
