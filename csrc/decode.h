@@ -73,8 +73,11 @@ void dltc_decoder_free(struct dltc_decoder *d);
 
 /* Parse one complete JSON document of n bytes (need not be NUL-terminated; never
  * read past data+n). On success *rows = rows added to the root table. On failure
- * (DLTC_EPARSE, DLTC_ELIMIT, DLTC_ESCHEMA for a freeze contract, DLTC_ENOMEM) every
- * row and column this document added is rolled back, and err has offset and path. */
+ * every row, column and table this document added is rolled back, and err has the
+ * byte offset and the JSON path: DLTC_EPARSE (malformed), DLTC_ELIMIT (a cap),
+ * DLTC_ESCHEMA (a freeze contract; or, as dlt raises, a value that neither its
+ * column nor its variant can hold under data_type evolve), DLTC_ENOMEM. Not
+ * thread-safe per decoder; different decoders may run in parallel. */
 int dltc_decoder_feed(struct dltc_decoder *d, const char *data, size_t n, const char *source_url,
                       size_t source_url_len, int64_t *rows, struct dltc_error *err);
 
