@@ -225,8 +225,14 @@ def test_mutated_documents_agree_with_json_loads(doc, pos, ch):
     else:
         with pytest.raises(dltc.JSONDecodeError) as ei:
             dltc.read_json(bad, tables=True)
-        # the first error wins: a value dlt cannot load may come before the bad byte
-        assert ei.value.code in ("EPARSE", "ELIMIT") or ei.value.offset < k, str(ei.value)
+        if ei.value.code == "ESCHEMA":
+            # the first error wins: a value dlt cannot load (already in the document before
+            # the mutation) may be met before the bad byte
+            with pytest.raises(dltc.JSONDecodeError) as orig:
+                dltc.read_json(data, tables=True)
+            assert orig.value.code == "ESCHEMA"
+        else:
+            assert ei.value.code in ("EPARSE", "ELIMIT"), str(ei.value)
 
 
 def _utf8_ok(v) -> bool:
