@@ -274,7 +274,8 @@ int dltc__iso_parse(const char *s, size_t n, int64_t *us, int *has_time) {
   /* date: YYYY-MM-DD (extended) or YYYYMMDD (basic) */
   if (digits_at(s, n, 0, 4, &Y))
     return -1;
-  int dext = n > 4 && s[4] == '-';
+  int dext = n > 4 && (s[4] == '-' || (s[4] == '/' && n >= 10)); /* pendulum takes / too */
+  char sep = n > 4 ? s[4] : '-';
   int64_t days;
   int leap = (Y % 4 == 0 && Y % 100 != 0) || Y % 400 == 0;
   int wk, wd = 1, yd;
@@ -304,15 +305,17 @@ int dltc__iso_parse(const char *s, size_t n, int64_t *us, int *has_time) {
     int64_t jan4 = jan1 + 3;
     int64_t monday = jan4 - (((jan4 + 3) % 7 + 7) % 7);
     days = monday + (int64_t)(wk - 1) * 7 + (wd - 1);
-  } else if (dext && n >= 8 && digits_at(s, n, 5, 3, &yd) == 0 && (n == 8 || !is_digit(s[8]))) {
-    /* ordinal date YYYY-DDD */
+  } else if ((sep == '-' && n >= 8 && digits_at(s, n, 5, 3, &yd) == 0 &&
+              (n == 8 || !is_digit(s[8]))) ||
+             (n == 7 && digits_at(s, n, 4, 3, &yd) == 0)) {
+    /* ordinal date YYYY-DDD or YYYYDDD */
     if (yd < 1 || yd > 365 + leap)
       return -1;
     days = dltc__days_from_civil(Y, 1, 1) + yd - 1;
-    i = 8;
+    i = n == 7 ? 7 : 8;
   } else {
     if (dext) {
-      if (n < 10 || digits_at(s, n, 5, 2, &M) || s[7] != '-' || digits_at(s, n, 8, 2, &D))
+      if (n < 10 || digits_at(s, n, 5, 2, &M) || s[7] != sep || digits_at(s, n, 8, 2, &D))
         return -1;
       i = 10;
     } else {
@@ -334,6 +337,8 @@ int dltc__iso_parse(const char *s, size_t n, int64_t *us, int *has_time) {
      * parser refuses lower-case t and z) */
     if (s[i] != 'T' && s[i] != ' ')
       return -1;
+    if (sep == '/' && s[i] != ' ')
+      return -1; /* pendulum: YYYY/MM/DD takes " HH:MM[:SS[.f]]" only, no zone */
     i++;
     if (digits_at(s, n, i, 2, &h))
       return -1;
@@ -367,6 +372,8 @@ int dltc__iso_parse(const char *s, size_t n, int64_t *us, int *has_time) {
     } else if (ext)
       return -1; /* "HH:" without minutes */
     if (h > 23 || mi > 59 || sec > 59)
+      return -1;
+    if (sep == '/' && (!ext || i < n))
       return -1;
     if (i < n) {
       if (s[i] == 'Z' && i + 1 == n) {
