@@ -550,3 +550,16 @@ def test_threads_get_the_same_results():
         assert sorted(g) == sorted(w)
         for name in w:
             assert g[name].equals(w[name]), (i, name)
+
+
+@pytest.mark.parametrize("mode", ["freeze", "discard_row", "discard_value"])
+def test_new_child_table_is_a_new_table_not_a_new_column(mode):
+    """dlt (checked with a pipeline into DuckDB): a list that makes a new nested table falls
+    under the "tables" contract (default evolve), not "columns": the rows and the child
+    tables load whatever the columns mode."""
+    doc = [{"a": 1, "l": [{"x": 1}], "s": [1, 2]}]
+    out = dltc.read_json(json.dumps(doc).encode(), {"a": "bigint"}, contract={"columns": mode}, tables=True)
+    assert out["root"].column("a").to_pylist() == [1]
+    assert out["root__l"].column("x").to_pylist() == [1]
+    assert out["root__s"].column("value").to_pylist() == [1, 2]
+    assert REJECTS not in out
