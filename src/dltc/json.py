@@ -238,18 +238,21 @@ def _declared_columns(columns: ColumnsArg, names: _Names, learn_key: tuple[Any, 
 
 
 def _contract(contract: Any) -> dict[str, str]:
+    """dlt's schema_contract as the plan takes it: {"tables", "columns", "data_type"} modes.
+    A str sets all three (as in dlt). "tables" governs new child tables (the root table is
+    always taken as existing: its columns are the declared ones)."""
     if contract is None:
-        return {"columns": "evolve", "data_type": "evolve"}
+        return {"tables": "evolve", "columns": "evolve", "data_type": "evolve"}
     if isinstance(contract, str):
         if contract not in MODES:
             raise ValueError(f"contract mode {contract!r} is not one of {MODES}")
-        return {"columns": contract, "data_type": contract}
+        return {"tables": contract, "columns": contract, "data_type": contract}
     if not isinstance(contract, Mapping):
         raise TypeError(f"contract must be a mode or a dict, not {contract!r}")
     unknown = set(contract) - {"tables", "columns", "data_type"}
     if unknown:
         raise ValueError(f"contract has unknown entities {sorted(unknown)}")
-    out = {"columns": contract.get("columns", "evolve"), "data_type": contract.get("data_type", "evolve")}
+    out = {k: contract.get(k, "evolve") for k in ("tables", "columns", "data_type")}
     for k, v in out.items():
         if v not in MODES:
             raise ValueError(f"contract {k}={v!r} is not one of {MODES}")
