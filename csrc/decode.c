@@ -57,7 +57,7 @@ struct dltc_decoder {
   int32_t root_table, rejects_table;
   char *selector;
   size_t selector_len;
-  int infer, mode_columns, mode_data_type, child_tables, dlt_ids;
+  int infer, mode_columns, mode_data_type, mode_tables, child_tables, dlt_ids;
   char *load_id;
   size_t load_id_len;
   char *root_name;
@@ -620,9 +620,9 @@ static int add_pending(struct parser *ps, int32_t node, const char *reason, int 
 
 enum { STORE_OK = 0, STORE_SKIP = -1 };
 
-static inline int table_settled(const struct dltc_table *t) {
-  return t->declared || t->total_rows + t->closed_rows + t->nrows > 0;
-}
+/* New keys of a settled table are new columns (contract "columns"); a table made
+ * by this document takes its columns with it (dlt: they come with the new table). */
+static inline int table_settled(const struct dltc_table *t) { return t->declared || t->settled; }
 
 /* Apply a contract mode to a violation. Returns 0 to proceed (evolve), STORE_SKIP to
  * drop the value, or an error. */
@@ -1198,15 +1198,14 @@ static int32_t child_table_for(struct parser *ps, int32_t node) {
       return (int32_t)i;
     }
   }
-  if (table_settled(&s->tables[ti])) {
-    int rc = contract(ps, ps->d->mode_columns, node, "new_column");
-    if (rc == STORE_SKIP) {
-      ps->d->st.rejects_new_column++;
-      return -2;
-    }
-    if (rc)
-      return -1;
+  /* a new table: contract "tables" (dlt's is_new_table) */
+  int rc = contract(ps, ps->d->mode_tables, node, "new_table");
+  if (rc == STORE_SKIP) {
+    ps->d->st.rejects_new_table++;
+    return -2;
   }
+  if (rc)
+    return -1;
   int32_t ct = dltc__table_add(s, ti, comps, lens, n, ps->err);
   if (ct < 0) {
     fail_from(ps, ps->err ? ps->err->code : DLTC_ENOMEM);
@@ -1812,10 +1811,7 @@ int dltc_decoder_feed(struct dltc_decoder *d, const char *data, size_t n, const 
   size_t nt = s->ntables;
   for (size_t i = 0; i < nt; i++)
     d->marks_doc[i] = s->tables[i].nrows;
-  int64_t child_rows0 = d->st.child_rows;
-  int64_t rej0[4] = {d->st.rejects_new_column, d->st.rejects_data_type, d->st.rejects_missing,
-                     d->st.rows_discarded};
-  int64_t variants0 = d->st.variants;
+  struct dltc_decoder_stats st0 = d->st; /* a failed document counts only as failed */
   s->nundo = 0;
   s->logging = 1;
   rc = parse_document(&ps);
@@ -1824,18 +1820,18 @@ int dltc_decoder_feed(struct dltc_decoder *d, const char *data, size_t n, const 
     dltc__undo_rollback(s, 0);
     rollback_rows(s, d->marks_doc, nt);
     clear_pending(d);
-    d->st.child_rows = child_rows0;
-    d->st.rejects_new_column = rej0[0];
-    d->st.rejects_data_type = rej0[1];
-    d->st.rejects_missing = rej0[2];
-    d->st.rows_discarded = rej0[3];
-    d->st.variants = variants0;
+    d->st = st0;
     d->st.failed_documents++;
     if (err && err->offset < 0)
       err->offset = ps.p - ps.base;
     return rc;
   }
   s->nundo = 0;
+  for (size_t i = 0; i < s->ntables; i++) {
+    struct dltc_table *t = &s->tables[i];
+    if (t->nrows + t->closed_rows + t->total_rows > 0)
+      t->settled = 1;
+  }
   *rows = s->tables[d->root_table].nrows - d->marks_doc[d->root_table];
   d->st.rows += *rows;
   d->st.documents++;
@@ -1876,12 +1872,14 @@ int dltc_decoder_new(const struct dltc_plan_spec *spec, struct dltc_decoder **ou
     goto out;
   if (spec->max_depth < 1 || spec->max_depth > DLTC_MAX_DEPTH || spec->batch_rows < 1 ||
       spec->max_string < 0 || spec->mode_columns < 0 || spec->mode_columns > 3 ||
-      spec->mode_data_type < 0 || spec->mode_data_type > 3) {
+      spec->mode_tables < 0 || spec->mode_tables > 3 || spec->mode_data_type < 0 ||
+      spec->mode_data_type > 3) {
     rc = dltc_error_set(err, DLTC_EINVAL, "bad plan limits or contract modes");
     goto out;
   }
   d->infer = spec->infer;
   d->mode_columns = spec->mode_columns;
+  d->mode_tables = spec->mode_tables;
   d->mode_data_type = spec->mode_data_type;
   d->child_tables = spec->child_tables;
   d->dlt_ids = spec->dlt_ids;

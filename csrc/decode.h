@@ -49,6 +49,7 @@ struct dltc_plan_spec {
   int infer;             /* unknown keys become columns (else they are skipped) */
   int mode_columns;      /* enum dltc_mode for new columns */
   int mode_data_type;    /* enum dltc_mode for values of the wrong type */
+  int mode_tables;       /* enum dltc_mode for new (child) tables */
   int child_tables;      /* lists -> child tables (else json columns) */
   int dlt_ids;           /* add _dlt_id / _dlt_parent_id / _dlt_list_idx */
   const char *load_id;   /* constant _dlt_load_id column, or NULL */
@@ -110,6 +111,7 @@ struct dltc_decoder_stats {
   int64_t bytes; /* bytes of documents fed successfully */
   int64_t failed_documents;
   int64_t rejects_new_column; /* contract "columns" discarded a value/row */
+  int64_t rejects_new_table;  /* contract "tables" discarded a list (or its row) */
   int64_t rejects_data_type;  /* contract "data_type" discarded a value/row */
   int64_t rejects_missing;    /* a non-nullable field was missing/null */
   int64_t rows_discarded;     /* rows dropped by discard_row */

@@ -169,6 +169,7 @@ void dltc__schema_reset(struct dltc_schema *s, size_t nnodes, size_t ntables, co
     for (size_t c = 0; c < t->ncols; c++)
       dltc_col_truncate(&t->cols[c], 0);
     t->nrows = t->closed_rows = t->total_rows = 0;
+    t->settled = 0;
   }
   if (s->ntables > ntables)
     s->ntables = ntables;

@@ -66,6 +66,7 @@ struct dltc_table {
   struct dltc_batch **batches;
   size_t nbatches, capbatches;
   int declared; /* has declared columns */
+  int settled;  /* has rows from an earlier document: new keys are new columns */
 };
 
 enum { DLTC_UNDO_COL, DLTC_UNDO_TABLE };

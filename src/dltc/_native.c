@@ -1123,11 +1123,14 @@ static int decoder_init(PyObject *self, PyObject *args, PyObject *kwds) {
   }
   if ((x = plan_get(plan, "contract"))) {
     if (PyUnicode_Check(x)) {
-      if (parse_mode(x, &spec.mode_columns) || parse_mode(x, &spec.mode_data_type))
+      if (parse_mode(x, &spec.mode_columns) || parse_mode(x, &spec.mode_data_type) ||
+          parse_mode(x, &spec.mode_tables))
         goto out;
     } else if (PyDict_Check(x)) {
       PyObject *m;
       if ((m = PyDict_GetItemString(x, "columns")) && parse_mode(m, &spec.mode_columns))
+        goto out;
+      if ((m = PyDict_GetItemString(x, "tables")) && parse_mode(m, &spec.mode_tables))
         goto out;
       if ((m = PyDict_GetItemString(x, "data_type")) && parse_mode(m, &spec.mode_data_type))
         goto out;
@@ -1374,14 +1377,15 @@ static PyObject *decoder_stats(PyObject *self, PyObject *noargs) {
     return NULL;
   struct dltc_decoder_stats s;
   dltc_decoder_stats(o->dec, &s);
-  return Py_BuildValue("{sLsLsLsLsLsLsLsLsLsLsLsL}", "documents", (long long)s.documents, "rows",
+  return Py_BuildValue("{sLsLsLsLsLsLsLsLsLsLsLsLsL}", "documents", (long long)s.documents, "rows",
                        (long long)s.rows, "child_rows", (long long)s.child_rows, "bytes",
                        (long long)s.bytes, "failed_documents", (long long)s.failed_documents,
                        "rejects_new_column", (long long)s.rejects_new_column, "rejects_data_type",
                        (long long)s.rejects_data_type, "rejects_missing",
                        (long long)s.rejects_missing, "rows_discarded", (long long)s.rows_discarded,
                        "variants", (long long)s.variants, "batches", (long long)s.batches,
-                       "rejects_unrecorded", (long long)s.rejects_unrecorded);
+                       "rejects_unrecorded", (long long)s.rejects_unrecorded, "rejects_new_table",
+                       (long long)s.rejects_new_table);
 }
 
 static PyMethodDef decoder_methods[] = {

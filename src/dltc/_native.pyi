@@ -105,7 +105,7 @@ def inflate(
 # plan keys (all optional): "selector": str | None, "columns": [{"path": [str, ...],
 # "type": "text"|"bigint"|"double"|"bool"|"timestamp"|"date"|"json", "nullable": bool,
 # "json": bool}], "infer": bool (False: undeclared keys are skipped), "contract":
-# {"columns": mode, "data_type": mode} with mode "evolve"|"freeze"|"discard_row"|
+# {"tables": mode, "columns": mode, "data_type": mode} (a str: all three) with mode "evolve"|"freeze"|"discard_row"|
 # "discard_value", "child_tables": bool, "dlt_ids": bool, "load_id": str | None,
 # "batch_rows": int, "max_depth": int, "max_string": int, and two additions:
 # "root_name": str | None and "table_names": {key tuple: str} -- the dlt table names
@@ -151,4 +151,5 @@ class Decoder:
     def stats(self) -> dict[str, int]:
         """documents, rows, child_rows, bytes, failed_documents, rejects_new_column,
         rejects_data_type, rejects_missing, rows_discarded, variants, batches,
-        rejects_unrecorded (rejects beyond 65536 in one record: counted, not in the table)."""
+        rejects_unrecorded (rejects beyond 65536 in one record: counted, not in the table),
+        rejects_new_table (contract "tables": lists not turned into a new child table)."""

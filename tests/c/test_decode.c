@@ -1057,6 +1057,9 @@ static void test_coercions(void) {
   dltc_decoder_free(d);
 }
 
+/* Contracts "columns" (new keys of a table that has rows from an earlier document)
+ * and "tables" (a list that would make a new child table), as dlt applies them. The
+ * root table is the plan's own: "tables" is not applied to it. */
 static void test_contract_columns(void) {
   for (int mode = 0; mode < 4; mode++) {
     struct dltc_plan_spec spec;
@@ -1064,39 +1067,71 @@ static void test_contract_columns(void) {
     spec.mode_columns = mode;
     struct dltc_decoder *d = mk(&spec);
     struct dltc_error err;
-    CHECK(feed(d, "[{\"a\":1}]", &err) == 0); /* a new table takes its first columns */
-    int rc = feed(d, "[{\"a\":2,\"b\":\"x\",\"l\":[1]},{\"a\":3}]", &err);
+    /* a table made by this document takes all its columns (also of later records) */
+    CHECK(feed(d, "[{\"a\":1},{\"c\":1}]", &err) == 0);
+    int rc = feed(d, "[{\"a\":2,\"b\":\"x\",\"l\":[{\"y\":1}]},{\"a\":3}]", &err);
     struct dltc_decoder_stats st;
     dltc_decoder_stats(d, &st);
     struct tbl t, r;
     CHECK(take(d, "", &t) == 0);
     int b = col(&t, "b");
-    switch (mode) {
-    case DLTC_MODE_EVOLVE:
-      CHECK(rc == 0 && t.arr.length == 3 && b >= 0);
-      CHECK(take(d, "l", &r) == 0 && r.arr.length == 1);
+    /* the list makes a new table: contract "tables" (evolve), not "columns" */
+    int have_l = take(d, "l", &r) == 0;
+    if (have_l) {
+      CHECK(r.arr.length == 1 && col(&r, "y") >= 0);
       tbl_release(&r);
-      break;
+    }
+    switch (mode) {
+    case DLTC_MODE_EVOLVE: CHECK(rc == 0 && t.arr.length == 4 && b >= 0 && have_l); break;
     case DLTC_MODE_FREEZE:
-      CHECK(rc == DLTC_ESCHEMA && t.arr.length == 1 && b < 0);
+      CHECK(rc == DLTC_ESCHEMA && t.arr.length == 2 && b < 0 && !have_l);
       CHECK(strcmp(err.path, "$[0].b") == 0 && err.offset == 12);
+      CHECK(st.failed_documents == 1 && st.rows == 2);
       break;
     case DLTC_MODE_DISCARD_ROW:
-      CHECK(rc == 0 && t.arr.length == 2 && b < 0 && st.rows_discarded == 1);
-      CHECK(take(d, "!", &r) == 0 && r.arr.length == 2); /* b and l */
+      CHECK(rc == 0 && t.arr.length == 3 && b < 0 && st.rows_discarded == 1 && !have_l);
+      CHECK(take(d, "!", &r) == 0 && r.arr.length == 1);
       if (r.arr.release)
         CHECK(STREQ(&r, 2, 0, "new_column") && STREQ(&r, 1, 0, "$[0].b"));
       tbl_release(&r);
-      CHECK(take(d, "l", &r) != 0);
       break;
     case DLTC_MODE_DISCARD_VALUE:
-      CHECK(rc == 0 && t.arr.length == 3 && b < 0 && st.rejects_new_column == 2);
-      CHECK(take(d, "!", &r) == 0 && r.arr.length == 2);
+      CHECK(rc == 0 && t.arr.length == 4 && b < 0 && st.rejects_new_column == 1 && have_l);
+      CHECK(take(d, "!", &r) == 0 && r.arr.length == 1);
       tbl_release(&r);
-      CHECK(take(d, "l", &r) != 0);
       break;
     }
     tbl_release(&t);
+    dltc_decoder_free(d);
+  }
+  for (int mode = 0; mode < 4; mode++) {
+    struct dltc_plan_spec spec;
+    dltc_plan_spec_init(&spec);
+    spec.mode_tables = mode;
+    spec.mode_columns = DLTC_MODE_FREEZE; /* not consulted for new tables */
+    struct dltc_decoder *d = mk(&spec);
+    struct dltc_error err;
+    CHECK(feed(d, "[{\"a\":1,\"k\":[1]}]", &err) == (mode == DLTC_MODE_FREEZE ? DLTC_ESCHEMA : 0));
+    int rc = feed(d, "[{\"a\":2,\"l\":[1,2]},{\"a\":3}]", &err);
+    struct dltc_decoder_stats st;
+    dltc_decoder_stats(d, &st);
+    struct tbl t, r;
+    int have_l = take(d, "l", &r) == 0;
+    tbl_release(&r);
+    int root = take(d, "", &t) == 0 ? (int)t.arr.length : 0;
+    tbl_release(&t);
+    switch (mode) {
+    case DLTC_MODE_EVOLVE: CHECK(rc == 0 && have_l && root == 3); break;
+    case DLTC_MODE_FREEZE: CHECK(rc == DLTC_ESCHEMA && !have_l && root == 0); break;
+    case DLTC_MODE_DISCARD_ROW:
+      CHECK(rc == 0 && !have_l && root == 1 && st.rejects_new_table == 2 && st.rows_discarded == 2);
+      break;
+    case DLTC_MODE_DISCARD_VALUE:
+      CHECK(rc == 0 && !have_l && root == 3 && st.rejects_new_table == 2);
+      CHECK(take(d, "!", &r) == 0 && r.arr.length == 2 && STREQ(&r, 2, 0, "new_table"));
+      tbl_release(&r);
+      break;
+    }
     dltc_decoder_free(d);
   }
 }
