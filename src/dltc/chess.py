@@ -686,10 +686,9 @@ def source(
             cfg["load_id"] = _load_id() or cfg["load_id"]
         run.start(kind)
 
-    @dlt.resource(
-        write_disposition="replace",
-        columns={"last_online": {"data_type": "timestamp"}, "joined": {"data_type": "timestamp"}},
-    )
+    # no column hints here: they would spill into the child table; the Arrow batches
+    # already carry `joined` and `last_online` as timestamps
+    @dlt.resource(write_disposition="replace")
     def players_profiles() -> Iterator[Any]:
         _begin("profiles")
         try:
@@ -699,9 +698,9 @@ def source(
                 if name == "players_profiles":
                     yield tbl
                 else:
-                    yield dlt.mark.with_hints(
-                        tbl, dlt.mark.make_hints(table_name=name, parent_table_name="players_profiles")
-                    )
+                    # the child table as dlt's normalizer names and links it; dlt 1.31
+                    # cannot take a nested table (parent hint) from Arrow at extract
+                    yield dlt.mark.with_table_name(tbl, name)
         finally:
             run.stop("profiles")
 
