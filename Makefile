@@ -8,6 +8,7 @@ VPY      := $(VENV)/bin/python
 BUILD    := build/release
 ASAN     := build/asan
 ASAN_SITE := build/asan-site
+SHELL    := /bin/bash
 SUDO     := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 APT_PKGS := gcc make pkg-config python3-dev python3-venv libcurl4-openssl-dev \
@@ -78,7 +79,21 @@ test-py: build
 test-asan: build-asan
 	$(ASAN_ENV) $(VPY) -m pytest -q -p no:cacheprovider
 
-test: test-c test-py test-asan
+test: lint test-c test-py test-asan
+
+# ---- static analysis ------------------------------------------------------------
+# Configuration: .clang-format, .clang-tidy (checked in); cppcheck flags below.
+
+C_FILES := $(wildcard csrc/*.c csrc/*.h tests/c/*.c tests/fuzz/*.c) src/dltc/_native.c
+
+lint: build
+	clang-format --dry-run -Werror $(C_FILES)
+	clang-tidy -p $(BUILD) --quiet $(wildcard csrc/*.c) 2>&1 | grep -v "warnings generated" ; exit $${PIPESTATUS[0]}
+	cppcheck --enable=warning,performance,portability --error-exitcode=1 --inline-suppr --std=c11 \
+	  -I csrc -I $(BUILD) --suppress=missingIncludeSystem -q csrc/
+
+format:
+	clang-format -i $(C_FILES)
 
 # ---- the main job ---------------------------------------------------------------
 

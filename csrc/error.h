@@ -26,10 +26,10 @@ enum dltc_code {
 #define DLTC_ERROR_PATH_SIZE 256
 
 struct dltc_error {
-  int code;                         /* enum dltc_code */
-  int64_t offset;                   /* byte offset into the input, -1 if none */
-  char path[DLTC_ERROR_PATH_SIZE];  /* JSON path such as $.games[12].white.rating, or "" */
-  char msg[DLTC_ERROR_MSG_SIZE];    /* human-readable, NUL-terminated */
+  int code;                        /* enum dltc_code */
+  int64_t offset;                  /* byte offset into the input, -1 if none */
+  char path[DLTC_ERROR_PATH_SIZE]; /* JSON path such as $.games[12].white.rating, or "" */
+  char msg[DLTC_ERROR_MSG_SIZE];   /* human-readable, NUL-terminated */
 };
 
 /* Clear err to "no error". err may be NULL. */

@@ -70,9 +70,10 @@ static int module_exec(PyObject *module) {
   }
   st->json_decode_error = PyErr_NewExceptionWithDoc(
       "dltc.JSONDecodeError",
-      "Malformed JSON or a schema contract violation; has .offset and .path.",
-      PyExc_ValueError, NULL);
-  if (!st->json_decode_error || PyModule_AddObjectRef(module, "JSONDecodeError", st->json_decode_error) < 0)
+      "Malformed JSON or a schema contract violation; has .offset and .path.", PyExc_ValueError,
+      NULL);
+  if (!st->json_decode_error ||
+      PyModule_AddObjectRef(module, "JSONDecodeError", st->json_decode_error) < 0)
     return -1;
   st->fetch_error = PyErr_NewExceptionWithDoc(
       "dltc.FetchError", "An HTTP request failed for good; the message names the URL.",
