@@ -1,0 +1,1 @@
+"""Benchmarks: `python -m dltc.bench NAME ...` (not timed tests; numbers for the README)."""
