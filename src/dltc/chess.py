@@ -145,10 +145,13 @@ def _new_client(options: Dict[str, Any]) -> Any:
     return _native.Client(**options)
 
 
-def _new_decoder(columns: List[Tuple[Sequence[str], str]], selector: Optional[str], load_id: Optional[str]) -> Any:
+def _new_decoder(
+    columns: List[Tuple[Sequence[str], str]], selector: Optional[str], load_id: Optional[str], root: str
+) -> Any:
     from dltc import _native
 
     plan = {
+        "root_name": root,
         "selector": selector,
         "columns": [{"path": list(p), "type": t, "nullable": True} for p, t in columns],
         "infer": True,
@@ -161,17 +164,29 @@ def _new_decoder(columns: List[Tuple[Sequence[str], str]], selector: Optional[st
 
 
 def _table_name(root: str, key: Any) -> str:
+    """Child table name as dlt's relational normalizer makes it."""
     if key == () or key is None:
         return root
     if isinstance(key, str):
         return key
-    return _NAMING.make_path(root, *(_NAMING.normalize_identifier(k) for k in key))
+    return _NAMING.shorten_fragments(root, *(_NAMING.normalize_tables_path(k) for k in key))
+
+
+_DLT_TYPES = ("text", "bigint", "double", "bool", "timestamp", "date", "json")
 
 
 def _column_name(raw: str) -> str:
+    """A raw "\x1f"-joined field name (as the decoder exports it) -> dlt column name,
+    variant columns (`x__v_text`) included."""
     if raw.startswith("_dlt_"):
         return raw
-    return _NAMING.make_path(*(_NAMING.normalize_identifier(p) for p in raw.split(_PATH_SEP)))
+    comps = raw.split(_PATH_SEP)
+    variant = None
+    if len(comps) > 1 and comps[-1].startswith("v_") and comps[-1][2:] in _DLT_TYPES:
+        variant = comps.pop()
+    norm = [_NAMING.normalize_path(c) for c in comps]
+    name = norm[0] if len(norm) == 1 else _NAMING.shorten_fragments(*norm)
+    return _NAMING.shorten_fragments(name, variant) if variant else name
 
 
 def _to_table(obj: Any) -> pa.Table:
@@ -538,7 +553,8 @@ class _Run:
         dec = self.decoders.get(kind)
         if dec is None:
             cols, sel = (_GAME_COLUMNS, "games") if kind == "games" else (_PROFILE_COLUMNS, None)
-            dec = self.decoders[kind] = _new_decoder(cols, sel, self.cfg["load_id"])
+            root = "players_games" if kind == "games" else "players_profiles"
+            dec = self.decoders[kind] = _new_decoder(cols, sel, self.cfg["load_id"], root)
         return dec
 
     def _prune_null_columns(self, name: str, tbl: pa.Table) -> pa.Table:
