@@ -425,3 +425,27 @@ def test_filesystem_delta(loaded, server, tmp_path):
     assert set(games.column_names) == set(_schema(loaded["fast"])["players_games"])
     status = deltalake.DeltaTable(str(bucket / "chess_data" / "players_online_status")).to_pyarrow_table()
     assert status.num_rows == len(loaded["players"])
+
+
+# ---- streaming ---------------------------------------------------------------------------
+
+
+def test_batches_are_yielded_while_requests_are_still_pending(data, server, tmp_path):
+    """players -> archives -> games is pipelined and batches leave as they complete: the
+    first games batch reaches dlt long before the last response arrives."""
+    meta = _meta(data)
+    last: dict = {}
+    at_yield: list = []
+    src = chess.source(meta["players"], batch_rows=200, progress=last.update, max_concurrency=4,
+                       initial_concurrency=4, **_urls(server))
+    src.players_games.add_map(lambda t: at_yield.append((last["requests"], last["queued"])) or t)
+    p = _pipeline(tmp_path, "stream")
+    p.run(src)
+    total = last["requests"]
+    assert len(at_yield) > 5
+    # several batches went to dlt while month requests were still queued or in flight
+    early = [(done, queued) for done, queued in at_yield if queued > 0]
+    assert len(early) >= 3 and early[0][0] < total
+    con = duckdb.connect(str(tmp_path / "stream.duckdb"))
+    n, distinct = _games_count(con)
+    assert n == distinct == meta["games"]

@@ -264,13 +264,32 @@ class _Run:
         self.counters = {"requests": 0, "bytes": 0, "games": 0, "duplicates": 0, "not_modified": 0}
         self.t0 = time.monotonic()
 
-    def start(self, kind: str) -> None:
-        if self.active and self.active <= self.finished:
-            self._reset()  # the same source object is run again
-        self.active.add(kind)
+    def fresh(self) -> bool:
+        """True before the first resource of an extraction starts."""
+        return not self.active or self.active <= self.finished
+
+    def start(self, kinds: set, games_state: Optional[dict]) -> None:
+        """Plans the requests of every resource in `kinds` at once, archive lists first
+        (they are on the critical path: months depend on them), so whichever generator
+        dlt pulls first, all requests are in flight together."""
+        if self.fresh():
+            self._reset()  # also when the same source object is run again
         if self.client is None:
             self.client = _new_client(self.cfg["client"])
             weakref.finalize(self, _close_quietly, self.client)
+        if games_state is not None:
+            games_state.setdefault("done", [])
+            games_state.setdefault("open", {})
+            self.games_state = games_state
+        kinds = kinds - self.active
+        self.active |= kinds
+        for kind in ("games", "archives"):
+            if kind in kinds:
+                self.plan_lists(kind)
+        if "profiles" in kinds:
+            self.plan_profiles()
+        if "status" in kinds:
+            self.plan_status()
 
     def stop(self, kind: str) -> None:
         self.finished.add(kind)
@@ -611,6 +630,30 @@ def _close_quietly(client: Any) -> None:
         pass
 
 
+_RESOURCE_KINDS = {
+    "players_profiles": "profiles",
+    "players_archives": "archives",
+    "players_games": "games",
+    "players_online_status": "status",
+}
+
+
+def _selected_kinds() -> set:
+    """The resources dlt will extract in this run (empty when not known)."""
+    try:
+        names = dlt.current.source().selected_resources.keys()
+    except Exception:
+        return set()
+    return {_RESOURCE_KINDS[n] for n in names if n in _RESOURCE_KINDS}
+
+
+def _games_state() -> dict:
+    """players_games' resource state (what dlt.current.resource_state() gives inside that
+    resource), reachable from whichever resource starts the extraction."""
+    resources = dlt.current.source_state().setdefault("resources", {})
+    return resources.setdefault("players_games", {})  # type: ignore[no-any-return]
+
+
 def _load_id() -> Optional[str]:
     try:
         return dlt.current.load_package_state()["load_id"]  # type: ignore[no-any-return]
@@ -688,7 +731,7 @@ def source(
         "client": client,
         "on_unknown_player": on_unknown_player,
         "batch_rows": batch_rows,
-        "batch_bytes": 64 << 20,
+        "batch_bytes": 8 << 20,
         "profile_batch": 5000,
         "max_inflight": max(4 * client["max_concurrency"], 16),
         "progress": progress,
@@ -698,9 +741,14 @@ def source(
     run = _Run(cfg)
 
     def _begin(kind: str) -> None:
-        if cfg["load_id"] is None or not run.active or run.active <= run.finished:
+        if run.fresh():
             cfg["load_id"] = _load_id() or cfg["load_id"]
-        run.start(kind)
+            kinds = _selected_kinds() | {kind}
+        elif kind not in run.active:
+            kinds = {kind}
+        else:
+            return
+        run.start(kinds, _games_state() if "games" in kinds else None)
 
     # no column hints here: they would spill into the child table; the Arrow batches
     # already carry `joined` and `last_online` as timestamps
@@ -708,7 +756,6 @@ def source(
     def players_profiles() -> Iterator[Any]:
         _begin("profiles")
         try:
-            run.plan_profiles()
             while (item := run.next_item("profiles")) is not None:
                 name, tbl = item
                 if name == "players_profiles":
@@ -724,7 +771,6 @@ def source(
     def players_archives() -> Iterator[List[str]]:
         _begin("archives")
         try:
-            run.plan_lists("archives")
             while (item := run.next_item("archives")) is not None:
                 yield item
         finally:
@@ -738,11 +784,6 @@ def source(
     def players_games() -> Iterator[Any]:
         _begin("games")
         try:
-            state = dlt.current.resource_state()
-            state.setdefault("done", [])
-            state.setdefault("open", {})
-            run.games_state = state
-            run.plan_lists("games")
             while (item := run.next_item("games")) is not None:
                 _, tbl, commits = item
                 if tbl is not None:
@@ -755,7 +796,6 @@ def source(
     def players_online_status() -> Iterator[Any]:
         _begin("status")
         try:
-            run.plan_status()
             while (item := run.next_item("status")) is not None:
                 yield item
         finally:
