@@ -1,21 +1,30 @@
-"""`python -m dltc.bench NAME [args]`: runs the benchmark NAME (one line per benchmark)."""
+"""`python -m dltc.bench <name> [args...]` runs dltc.bench.<name>.main(args)."""
 
 from __future__ import annotations
 
 import importlib
+import pkgutil
 import sys
 
-BENCHES = {
-    "chess": "dltc.bench.chess",
-}
+
+def _names() -> list[str]:
+    import dltc.bench as pkg
+
+    return sorted(m.name for m in pkgutil.iter_modules(pkg.__path__) if not m.name.startswith("_"))
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if not argv or argv[0] not in BENCHES:
-        print(f"usage: python -m dltc.bench {{{','.join(sorted(BENCHES))}}} [args]", file=sys.stderr)
+    names = _names()
+    if not argv or argv[0] in ("-h", "--help"):
+        print(f"usage: python -m dltc.bench <name> [--json] ...   (names: {', '.join(names)})")
+        return 0 if argv else 2
+    name, rest = argv[0], argv[1:]
+    if name not in names:
+        print(f"dltc.bench: unknown benchmark {name!r}; known: {', '.join(names)}", file=sys.stderr)
         return 2
-    return int(importlib.import_module(BENCHES[argv[0]]).main(argv[1:]))
+    mod = importlib.import_module(f"dltc.bench.{name}")
+    return int(mod.main(rest) or 0)
 
 
 if __name__ == "__main__":
