@@ -141,6 +141,10 @@ def worker(args: argparse.Namespace) -> int:
     contender, out = job["contender"], Path(job["out"])
     if ca:
         os.environ["REQUESTS_CA_BUNDLE"] = ca
+    if job.get("duckdb_memory_limit"):
+        os.environ["DESTINATION__DUCKDB__CREDENTIALS__GLOBAL_CONFIG"] = json.dumps(
+            {"memory_limit": job["duckdb_memory_limit"]}
+        )
     if contender == "fetch_only":
         res = _fetch_only(players, job["urls"], ca)
         out.write_text(json.dumps(res))
@@ -164,10 +168,21 @@ def worker(args: argparse.Namespace) -> int:
         dataset_name="chess_data",
         pipelines_dir=str(tmp / "pipelines"),
     )
+    import resource
+
     t = time.perf_counter()
-    pipeline.run(src)
+    if job.get("split"):  # the same run step by step, to see the RSS of extract alone
+        pipeline.extract(src)
+        rss_extract = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        pipeline.normalize()
+        pipeline.load()
+    else:
+        pipeline.run(src)
+        rss_extract = None
     wall = time.perf_counter() - t
-    steps = {s.step: (s.finished_at - s.started_at).total_seconds() for s in pipeline.last_trace.steps}
+    steps: Dict[str, float] = {}
+    for st in pipeline.last_trace.steps:
+        steps[st.step] = steps.get(st.step, 0.0) + (st.finished_at - st.started_at).total_seconds()
     norm = pipeline.last_trace.last_normalize_info
     rows = {k: v for k, v in (norm.row_counts if norm else {}).items() if not k.startswith("_dlt")}
     out.write_text(
@@ -181,6 +196,7 @@ def worker(args: argparse.Namespace) -> int:
                 "requests": stats.get("requests"),
                 "retries": stats.get("retries"),
                 "status_429": stats.get("status_429"),
+                "peak_rss_extract_mb": round(rss_extract, 1) if rss_extract else None,
             }
         )
     )
@@ -286,8 +302,10 @@ def _derive(out: Dict[str, Any], n_requests: int) -> None:
         out["goodput_of_limit"] = round(n_requests / dl["extract"] / limit, 3)
 
 
-def rss_sweep(players: int, months: List[int], tls: bool = False) -> List[Dict[str, Any]]:
-    """dltc's peak RSS as the number of archives grows (latency 0)."""
+def rss_sweep(players: int, months: List[int], tls: bool = False,
+              duckdb_memory_limit: Optional[str] = None) -> List[Dict[str, Any]]:
+    """dltc's peak RSS as the number of archives grows (latency 0): for the whole run, and
+    for extract alone (the same run step by step)."""
     import dltc.replica as replica
 
     rows = []
@@ -297,7 +315,8 @@ def rss_sweep(players: int, months: List[int], tls: bool = False) -> List[Dict[s
             meta = replica.generate(data, players=players, months=m, seed=7, workers=2)
             with replica.serve(data, tls=tls) as api:
                 job = {"contender": "dltc", "players": meta["players"], "base_url": api.base_url + "/pub/",
-                       "callback_url": api.base_url + "/callback/", "ca_file": api.ca_file}
+                       "callback_url": api.base_url + "/callback/", "ca_file": api.ca_file, "split": True,
+                       "duckdb_memory_limit": duckdb_memory_limit}
                 res = _run_contender(job, 900)
             rows.append({"players": players, "months": m, "archives": players * m,
                          "json_mb": round(meta["bytes"] / 1e6, 1), **res})
@@ -334,14 +353,15 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m dltc.bench chess", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--json", action="store_true", help="print the result as JSON")
-    ap.add_argument("--players", type=int, default=60)
-    ap.add_argument("--months", type=int, default=12)
+    ap.add_argument("--players", type=int, default=48)
+    ap.add_argument("--months", type=int, default=6)
     ap.add_argument("--scenarios", default="1,2,3")
     ap.add_argument("--contenders", default=",".join(CONTENDERS))
     ap.add_argument("--tls", action="store_true")
     ap.add_argument("--timeout", type=float, default=600.0, help="per contender run")
     ap.add_argument("--data", help="reuse a generated data directory")
     ap.add_argument("--rss-sweep", help="instead: dltc peak RSS for these month counts, e.g. 3,12")
+    ap.add_argument("--duckdb-memory-limit", help="with --rss-sweep: DuckDB memory_limit, e.g. 256MB")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.worker:
@@ -351,7 +371,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(msg, file=sys.stderr, flush=True)
 
     if args.rss_sweep:
-        res: Any = rss_sweep(args.players, [int(x) for x in args.rss_sweep.split(",")], args.tls)
+        res: Any = rss_sweep(args.players, [int(x) for x in args.rss_sweep.split(",")], args.tls,
+                             args.duckdb_memory_limit)
         print(json.dumps(res, indent=2) if args.json else "\n".join(map(str, res)))
         return 0
     res = run(args.players, args.months, [int(x) for x in args.scenarios.split(",")],
