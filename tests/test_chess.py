@@ -439,22 +439,70 @@ def test_filesystem_delta(loaded, server, tmp_path):
 # ---- streaming ---------------------------------------------------------------------------
 
 
-def test_batches_are_yielded_while_requests_are_still_pending(data, server, tmp_path):
+def test_batches_are_yielded_while_requests_are_still_pending(data, tmp_path):
     """players -> archives -> games is pipelined and batches leave as they complete: the
     first games batch reaches dlt long before the last response arrives."""
     meta = _meta(data)
     last: dict = {}
     at_yield: list = []
-    src = chess.source(meta["players"], batch_rows=200, progress=last.update, max_concurrency=4,
-                       initial_concurrency=4, **_urls(server))
-    src.players_games.add_map(lambda t: at_yield.append((last["requests"], last["queued"])) or t)
-    p = _pipeline(tmp_path, "stream")
-    p.run(src)
+    with replica.serve(str(data), latency_ms=30) as server:
+        src = chess.source(meta["players"], batch_rows=200, progress=last.update, max_concurrency=4,
+                           initial_concurrency=4, **_urls(server))
+        src.players_games.add_map(lambda t: at_yield.append((last["requests"], last["queued"])) or t)
+        p = _pipeline(tmp_path, "stream")
+        p.run(src)
     total = last["requests"]
     assert len(at_yield) > 5
     # several batches went to dlt while month requests were still queued or in flight
     early = [(done, queued) for done, queued in at_yield if queued > 0]
-    assert len(early) >= 3 and early[0][0] < total
+    assert len(early) >= 3 and early[0][0] < total, at_yield
     con = duckdb.connect(str(tmp_path / "stream.duckdb"))
     n, distinct = _games_count(con)
     assert n == distinct == meta["games"]
+
+
+# ---- faults: bodies that are not the JSON expected, schema drift -------------------------
+
+
+def test_invalid_json_bodies_are_fetched_again(own_data, tmp_path):
+    players = _meta(own_data)["players"]
+    stats: dict = {}
+    with replica.serve(str(own_data), faults="seed=3,invalid_json=0.2") as api:
+        p = _pipeline(tmp_path, "badjson")
+        p.run(chess.source(players, stats=stats, max_attempts=8, **_urls(api)))
+        injected = api.fault_counts()["invalid_json"]
+    assert injected > 0 and stats["bad_bodies"] == injected
+    con = duckdb.connect(str(tmp_path / "badjson.duckdb"))
+    n, distinct = _games_count(con)
+    got = {r[0] for r in con.execute("select uuid from chess_data.players_games").fetchall()}
+    assert n == distinct and got == set(replica.load_games(str(own_data)))
+    assert con.execute("select count(*) from chess_data.players_profiles").fetchall()[0][0] == len(players)
+
+
+def test_invalid_json_beyond_the_budget_fails_naming_the_url(own_data, tmp_path):
+    players = _meta(own_data)["players"][:2]
+    with replica.serve(str(own_data), faults="seed=3,invalid_json=1.0") as api:
+        p = _pipeline(tmp_path, "badjson2")
+        with pytest.raises(Exception) as exc:
+            p.run(chess.source(players, max_attempts=2, **_urls(api)).with_resources("players_games"))
+    assert "invalid response from http" in str(exc.value) and "/pub/player/" in str(exc.value)
+
+
+def test_schema_drift_discarded_rows_are_in_rejects(own_data, tmp_path):
+    player = _meta(own_data)["players"][0]
+    served = replica.load_games(str(own_data), players=[player])
+    with replica.serve(str(own_data), faults="seed=5,drift_extra=0.5") as api:
+        p = _pipeline(tmp_path, "drift")
+        p.run(chess.source([player], schema_contract={"columns": "discard_row"}, **_urls(api))
+              .with_resources("players_games"))
+        drifted = api.fault_counts()["drift_extra"]
+    assert drifted > 0
+    con = duckdb.connect(str(tmp_path / "drift.duckdb"))
+    loaded = {r[0] for r in con.execute("select uuid from chess_data.players_games").fetchall()}
+    rejects = con.execute("select source_url, reason, record from chess_data._dltc_rejects").fetchall()
+    rejected = {json.loads(rec)["uuid"] for _, _, rec in rejects}
+    assert rejects and all("/games/" in url for url, _, _ in rejects)
+    assert loaded and not loaded & rejected and loaded | rejected == set(served)
+    columns = {r[0] for r in con.execute(
+        "select column_name from information_schema.columns where table_name = 'players_games'").fetchall()}
+    assert not any(c.startswith("dltc_drift") for c in columns)

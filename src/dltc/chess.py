@@ -146,7 +146,11 @@ def _new_client(options: Dict[str, Any]) -> Any:
 
 
 def _new_decoder(
-    columns: List[Tuple[Sequence[str], str]], selector: Optional[str], load_id: Optional[str], root: str
+    columns: List[Tuple[Sequence[str], str]],
+    selector: Optional[str],
+    load_id: Optional[str],
+    root: str,
+    contract: Optional[Dict[str, str]] = None,
 ) -> Any:
     from dltc import _native
 
@@ -155,7 +159,7 @@ def _new_decoder(
         "selector": selector,
         "columns": [{"path": list(p), "type": t, "nullable": True} for p, t in columns],
         "infer": True,
-        "contract": {"columns": "evolve", "data_type": "evolve"},
+        "contract": contract or {"columns": "evolve", "data_type": "evolve"},
         "child_tables": True,
         "dlt_ids": True,
         "load_id": load_id,
@@ -200,30 +204,40 @@ def _to_table(obj: Any) -> pa.Table:
     return tbl.rename_columns([_column_name(n) for n in tbl.column_names])
 
 
-def _flush(decoder: Any, root: str) -> Dict[str, pa.Table]:
-    """All rows the decoder holds, as {dlt table name: pyarrow Table}."""
+REJECTS_TABLE = "_dltc_rejects"
+
+
+def _flush(decoder: Any, root: str) -> Tuple[Dict[str, pa.Table], Optional[pa.Table]]:
+    """All rows the decoder holds, as ({dlt table name: pyarrow Table}, rejects or None).
+    Rejects (what a schema contract discarded: source_url, path, reason, record) are
+    loaded to the `_dltc_rejects` table, so nothing vanishes."""
     out: Dict[str, pa.Table] = {}
+    rejects = None
     for key, obj in decoder.flush().items():
-        if key == "_dltc_rejects":
-            tbl = _to_table(obj)
-            if tbl.num_rows:
-                log.warning("chess: %d values rejected by the decoder in %s", tbl.num_rows, root)
+        if key == REJECTS_TABLE:
+            rejects = pa.RecordBatchReader.from_stream(obj).read_all() if not isinstance(obj, pa.Table) else obj
+            if rejects.num_rows:
+                log.warning("chess: %d records or values discarded by the schema contract in %s (see %s)",
+                            rejects.num_rows, root, REJECTS_TABLE)
+            else:
+                rejects = None
             continue
         out[_table_name(root, key)] = _to_table(obj)
-    return out
+    return out, rejects
 
 
 # ---- one extraction: every request through one Client --------------------------------
 
 
 class _Job:
-    __slots__ = ("kind", "user", "url", "archive")
+    __slots__ = ("kind", "user", "url", "archive", "tries")
 
     def __init__(self, kind: str, user: str, url: str, archive: Optional[dict] = None):
         self.kind = kind  # "profile" | "list" | "month" | "popup"
         self.user = user
         self.url = url
         self.archive = archive
+        self.tries = 1  # bodies that were not valid JSON are fetched again, up to max_attempts
 
 
 class _Run:
@@ -261,7 +275,7 @@ class _Run:
         self.status_rows: List[dict] = []
         self.pending_profiles = 0
         self.games_state: Optional[dict] = None
-        self.counters = {"requests": 0, "bytes": 0, "games": 0, "duplicates": 0, "not_modified": 0}
+        self.counters = {"requests": 0, "bytes": 0, "games": 0, "duplicates": 0, "not_modified": 0, "bad_bodies": 0}
         self.t0 = time.monotonic()
 
     def fresh(self) -> bool:
@@ -368,6 +382,17 @@ class _Run:
             return "missing"
         return None
 
+    def _bad_body(self, job: _Job, kind: str, err: Exception) -> None:
+        """A 200 whose body is not the JSON we expect (truncated, HTML, garbage): fetch it
+        again, up to max_attempts in all; then fail naming the URL. A schema contract
+        violation (freeze) is not retried: it is the data, not the transfer."""
+        if getattr(err, "code", None) != "ESCHEMA" and job.tries < self.cfg["max_attempts"]:
+            job.tries += 1
+            self.counters["bad_bodies"] += 1
+            self._submit_later(job, kind, True)
+            return
+        raise ChessSourceError(f"chess: invalid response from {job.url}: {err}") from err
+
     def _unknown_player(self, job: _Job) -> None:
         if self.cfg["on_unknown_player"] == "raise":
             raise UnknownPlayerError(job.user, job.url)
@@ -382,7 +407,10 @@ class _Run:
                 self._unknown_player(job)
             else:
                 dec = self._decoder("profiles")
-                dec.feed(r.body, source_url=job.url)
+                try:
+                    dec.feed(r.body, source_url=job.url)
+                except ValueError as e:  # dltc.JSONDecodeError is a ValueError
+                    return self._bad_body(job, "profiles", e)
                 self.pending_profiles += 1
                 if self.pending_profiles >= self.cfg["profile_batch"]:
                     self._flush_profiles()
@@ -391,11 +419,13 @@ class _Run:
             if self._failed(job, r) == "missing":
                 self._unknown_player(job)
             else:
-                body = json.loads(r.body)
-                self.status_rows.append(
-                    {"username": job.user, "online_status": body["onlineStatus"],
-                     "last_login_date": body["lastLoginDate"], "check_time": time.time()}
-                )
+                try:
+                    body = json.loads(r.body)
+                    row = {"username": job.user, "online_status": body["onlineStatus"],
+                           "last_login_date": body["lastLoginDate"], "check_time": time.time()}
+                except (ValueError, TypeError, KeyError) as e:
+                    return self._bad_body(job, "status", e)
+                self.status_rows.append(row)
                 if len(self.status_rows) >= self.cfg["profile_batch"]:
                     self._flush_status()
         elif job.kind == "list":
@@ -403,7 +433,15 @@ class _Run:
             if self._failed(job, r) == "missing":
                 urls = None
             else:
-                urls = json.loads(r.body).get("archives", [])
+                try:
+                    urls = json.loads(r.body).get("archives", [])
+                    if not isinstance(urls, list):
+                        raise ValueError("'archives' is not a list")
+                except (ValueError, AttributeError) as e:
+                    for kind in ("archives", "games"):
+                        if kind in self.active and kind not in self.finished:
+                            self.outstanding[kind] -= 1
+                    return self._bad_list(job, e)
             self.lists[job.user] = urls
             for kind in ("archives", "games"):
                 if kind in self.active and kind not in self.finished:
@@ -411,6 +449,16 @@ class _Run:
                     self._on_list(kind, job.user, urls)
         elif job.kind == "month":
             self._on_month(job, r)
+
+    def _bad_list(self, job: _Job, err: Exception) -> None:
+        if job.tries >= self.cfg["max_attempts"]:
+            raise ChessSourceError(f"chess: invalid response from {job.url}: {err}") from err
+        job.tries += 1
+        self.counters["bad_bodies"] += 1
+        self.hi.append(job)
+        for kind in ("archives", "games"):
+            if kind in self.active and kind not in self.finished:
+                self.outstanding[kind] += 1
 
     def _on_list(self, kind: str, user: str, urls: Optional[List[str]]) -> None:
         if urls is None:
@@ -472,11 +520,14 @@ class _Run:
             if r.not_modified:
                 self.counters["not_modified"] += 1
             # nothing new: commit right away (nothing to yield first)
-            self.out["games"].append(("commit", None, [(archive, None, r.etag)]))
+            self.out["games"].append(("commit", None, [(archive, None, r.etag)], None))
             return
-        archive["etag_new"] = r.etag
         dec = self._decoder("games")
-        n = dec.feed(r.body, source_url=job.url)
+        try:
+            n = dec.feed(r.body, source_url=job.url)
+        except ValueError as e:  # the decoder rolled this document back
+            return self._bad_body(job, "games", e)
+        archive["etag_new"] = r.etag
         self.pending_archives.append((archive, self.pending_rows, n))
         self.pending_rows += n
         self.pending_bytes += len(r.body)
@@ -486,7 +537,7 @@ class _Run:
     def _flush_games(self) -> None:
         if not self.pending_archives:
             return
-        tables = _flush(self.decoders["games"], "players_games")
+        tables, rejects = _flush(self.decoders["games"], "players_games")
         tbl = tables.get("players_games")
         archives, self.pending_archives = self.pending_archives, []
         self.pending_rows = self.pending_bytes = 0
@@ -511,9 +562,9 @@ class _Run:
                 tbl = tbl.filter(pa.array(keep, type=pa.bool_()))
             self.counters["games"] += kept
             tbl = self._prune_null_columns("players_games", tbl)
-            self.out["games"].append(("batch", tbl if tbl.num_rows else None, commits))
+            self.out["games"].append(("batch", tbl if tbl.num_rows else None, commits, rejects))
         else:
-            self.out["games"].append(("commit", None, commits))
+            self.out["games"].append(("commit", None, commits, rejects))
 
     def commit(self, commits: List[Tuple[dict, Optional[List[str]], Optional[str]]]) -> None:
         """Records archives whose games were yielded (called after the yield)."""
@@ -536,9 +587,12 @@ class _Run:
         self.pending_profiles = 0
         if "profiles" not in self.decoders:
             return
-        for name, tbl in _flush(self.decoders["profiles"], "players_profiles").items():
+        tables, rejects = _flush(self.decoders["profiles"], "players_profiles")
+        for name, tbl in tables.items():
             if tbl.num_rows:
                 self.out["profiles"].append((name, self._prune_null_columns(name, tbl)))
+        if rejects is not None:
+            self.out["profiles"].append((REJECTS_TABLE, rejects))
 
     def _flush_status(self) -> None:
         rows, self.status_rows = self.status_rows, []
@@ -573,7 +627,7 @@ class _Run:
         if dec is None:
             cols, sel = (_GAME_COLUMNS, "games") if kind == "games" else (_PROFILE_COLUMNS, None)
             root = "players_games" if kind == "games" else "players_profiles"
-            dec = self.decoders[kind] = _new_decoder(cols, sel, self.cfg["load_id"], root)
+            dec = self.decoders[kind] = _new_decoder(cols, sel, self.cfg["load_id"], root, self.cfg["contract"])
         return dec
 
     def _prune_null_columns(self, name: str, tbl: pa.Table) -> pa.Table:
@@ -601,6 +655,7 @@ class _Run:
             "games": self.counters["games"],
             "duplicates": self.counters["duplicates"],
             "not_modified": self.counters["not_modified"],
+            "bad_bodies": self.counters["bad_bodies"],
             "retries": sum((stats.get("retries_by_cause") or {}).values()),
             "status_429": stats.get("status_429", 0),
         }
@@ -628,6 +683,29 @@ def _close_quietly(client: Any) -> None:
         client.close()
     except Exception:  # pragma: no cover - closing twice or at interpreter exit
         pass
+
+
+def _rejects_item(tbl: pa.Table) -> Any:
+    """Rejects go to their own append-only table whatever the resource's disposition."""
+    hints = dlt.mark.make_hints(table_name=REJECTS_TABLE, write_disposition="append")
+    return dlt.mark.with_hints(tbl, hints, create_table_variant=True)
+
+
+_MODES = ("evolve", "freeze", "discard_row", "discard_value")
+
+
+def _contract(value: Any) -> Dict[str, str]:
+    if value is None:
+        return {"columns": "evolve", "data_type": "evolve"}
+    if isinstance(value, str):
+        value = {"columns": value, "data_type": value}
+    if not isinstance(value, dict) or not set(value) <= {"tables", "columns", "data_type"}:
+        raise ChessSourceError(f"schema_contract must be a mode or a dict of modes, got {value!r}")
+    out = {"columns": value.get("columns", "evolve"), "data_type": value.get("data_type", "evolve")}
+    for k, v in out.items():
+        if v not in _MODES:
+            raise ChessSourceError(f"schema_contract {k}={v!r} is not one of {_MODES}")
+    return out
 
 
 _RESOURCE_KINDS = {
@@ -683,6 +761,7 @@ def source(
     on_unknown_player: str = "raise",
     games_write_disposition: str = "append",
     batch_rows: int = 20000,
+    schema_contract: Any = None,
     progress: Any = None,
     stats: Any = None,
 ) -> Sequence[DltResource]:
@@ -700,6 +779,9 @@ def source(
         games_write_disposition: "append" (default; duplicates removed in the source and
             the open month revalidated) or "merge" (keyed on `uuid`).
         batch_rows: games per record batch.
+        schema_contract: dlt's contract modes applied while decoding: a mode ("evolve",
+            "freeze", "discard_row", "discard_value") or {"columns": m, "data_type": m};
+            whatever is discarded goes to the `_dltc_rejects` table.
         progress: optional callable receiving a dict of counters after each response.
         stats: optional dict filled with the final counters.
     """
@@ -737,6 +819,8 @@ def source(
         "progress": progress,
         "last_stats": stats if stats is not None else {},
         "load_id": None,
+        "max_attempts": max(1, int(client["max_attempts"])),
+        "contract": _contract(schema_contract),
     }
     run = _Run(cfg)
 
@@ -760,6 +844,8 @@ def source(
                 name, tbl = item
                 if name == "players_profiles":
                     yield tbl
+                elif name == REJECTS_TABLE:
+                    yield _rejects_item(tbl)
                 else:
                     # the child table as dlt's normalizer names and links it; dlt 1.31
                     # cannot take a nested table (parent hint) from Arrow at extract
@@ -785,7 +871,9 @@ def source(
         _begin("games")
         try:
             while (item := run.next_item("games")) is not None:
-                _, tbl, commits = item
+                _, tbl, commits, rejects = item
+                if rejects is not None:
+                    yield _rejects_item(rejects)
                 if tbl is not None:
                     yield tbl
                 run.commit(commits)  # only after dlt took the batch
