@@ -506,3 +506,14 @@ def test_schema_drift_discarded_rows_are_in_rejects(own_data, tmp_path):
     columns = {r[0] for r in con.execute(
         "select column_name from information_schema.columns where table_name = 'players_games'").fetchall()}
     assert not any(c.startswith("dltc_drift") for c in columns)
+
+
+def test_players_archives_when_selected_matches_reference(data, server, tmp_path):
+    players = _meta(data)["players"][:5]
+    for name, mod in (("arch_ref", reference), ("arch_fast", chess)):
+        _pipeline(tmp_path, name).run(mod.source(players, **_urls(server)).with_resources("players_archives"))
+    ref = duckdb.connect(str(tmp_path / "arch_ref.duckdb"))
+    fast = duckdb.connect(str(tmp_path / "arch_fast.duckdb"))
+    assert _schema(fast) == _schema(ref)
+    assert _rows(fast, "players_archives", ["value"]) == _rows(ref, "players_archives", ["value"])
+    assert len(_rows(fast, "players_archives", ["value"])) >= len(players)

@@ -12,9 +12,9 @@ import logging
 import re
 import time
 import weakref
-from datetime import datetime, timezone
 from collections import deque
-from typing import Any, Callable, Deque, Dict, Iterator, List, Optional, Sequence, Tuple
+from datetime import datetime, timezone
+from typing import Any, Deque, Dict, Iterator, List, Optional, Sequence, Tuple
 from urllib.parse import quote
 
 import dlt
