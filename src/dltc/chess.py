@@ -558,8 +558,8 @@ class _Run:
         if tbl is not None:
             kept = sum(keep)
             self.counters["duplicates"] += len(keep) - kept
-            if kept < len(keep):
-                tbl = tbl.filter(pa.array(keep, type=pa.bool_()))
+            if kept < len(keep):  # take: cheaper and steadier than a boolean filter here
+                tbl = tbl.take(pa.array([i for i, k in enumerate(keep) if k], type=pa.int64()))
             self.counters["games"] += kept
             tbl = self._prune_null_columns("players_games", tbl)
             self.out["games"].append(("batch", tbl if tbl.num_rows else None, commits, rejects))
