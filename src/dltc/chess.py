@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import threading
 import time
 import weakref
 from collections import deque
@@ -241,22 +242,30 @@ class _Job:
 
 
 class _Run:
-    """Drives the Client for all resources of one source instance. Each resource's
-    generator asks for its next item; while waiting, responses for other resources are
-    decoded into their own buffers. Requests are topped up to a cap, lists and profiles
-    first, so memory stays bounded whatever order dlt pulls the generators in."""
+    """Drives the Client for all resources of one source instance. A worker thread takes
+    responses from the Client, decodes them (the decoder releases the GIL) and queues
+    record batches per resource, while dlt's thread writes the previous batches: network,
+    decoding and writing overlap. Each resource's generator takes its next item from its
+    queue. Requests are planned for all selected resources at once, archive lists first.
+    Memory is bounded: the worker pauses while enough games batches wait (unless the
+    generator dlt is pulling has nothing yet), and a paused worker lets the engine's
+    bounded queue stop new transfers."""
 
     KINDS = ("profiles", "archives", "games", "status")
+    MAX_QUEUED_BATCHES = 4
 
     def __init__(self, cfg: Dict[str, Any]):
         self.cfg = cfg
         self.client: Any = None
+        self.cv = threading.Condition()
+        self.thread: Optional[threading.Thread] = None
         self._reset()
 
     # -- life cycle
     def _reset(self) -> None:
         self.active: set = set()
         self.finished: set = set()
+        self.flushed: set = set()
         self.out: Dict[str, Deque[Any]] = {k: deque() for k in self.KINDS}
         self.jobs: Dict[int, _Job] = {}
         self.hi: Deque[_Job] = deque()
@@ -275,6 +284,11 @@ class _Run:
         self.status_rows: List[dict] = []
         self.pending_profiles = 0
         self.games_state: Optional[dict] = None
+        self.done_archives: set = set()
+        self.open_archives: Dict[str, dict] = {}
+        self.waiting_for: Optional[str] = None
+        self.error: Optional[BaseException] = None
+        self.stopping = False
         self.counters = {"requests": 0, "bytes": 0, "games": 0, "duplicates": 0, "not_modified": 0, "bad_bodies": 0}
         self.t0 = time.monotonic()
 
@@ -286,31 +300,113 @@ class _Run:
         """Plans the requests of every resource in `kinds` at once, archive lists first
         (they are on the critical path: months depend on them), so whichever generator
         dlt pulls first, all requests are in flight together."""
-        if self.fresh():
-            self._reset()  # also when the same source object is run again
-        if self.client is None:
-            self.client = _new_client(self.cfg["client"])
-            weakref.finalize(self, _close_quietly, self.client)
-        if games_state is not None:
-            games_state.setdefault("done", [])
-            games_state.setdefault("open", {})
-            self.games_state = games_state
-        kinds = kinds - self.active
-        self.active |= kinds
-        for kind in ("games", "archives"):
-            if kind in kinds:
-                self.plan_lists(kind)
-        if "profiles" in kinds:
-            self.plan_profiles()
-        if "status" in kinds:
-            self.plan_status()
+        with self.cv:
+            if self.fresh():
+                self._join_worker()
+                self._reset()  # also when the same source object is run again
+            if self.client is None:
+                self.client = _new_client(self.cfg["client"])
+                weakref.finalize(self, _close_quietly, self.client)
+            if games_state is not None:
+                games_state.setdefault("done", [])
+                games_state.setdefault("open", {})
+                self.games_state = games_state
+                # the worker plans months from a snapshot; dlt's thread commits to the state
+                self.done_archives = set(games_state["done"])
+                self.open_archives = {u: dict(v) for u, v in games_state["open"].items()}
+            kinds = kinds - self.active
+            self.active |= kinds
+            for kind in ("games", "archives"):
+                if kind in kinds:
+                    self.plan_lists(kind)
+            if "profiles" in kinds:
+                self.plan_profiles()
+            if "status" in kinds:
+                self.plan_status()
+            if self.thread is None or not self.thread.is_alive():
+                self.thread = threading.Thread(target=self._work, name="dltc-chess", daemon=True)
+                self.thread.start()
 
     def stop(self, kind: str) -> None:
-        self.finished.add(kind)
-        if self.active <= self.finished and self.client is not None:
+        with self.cv:
+            self.finished.add(kind)
+            if not self.active <= self.finished:
+                return
+            self.stopping = True
+            self.cv.notify_all()
+        self._join_worker()
+        if self.client is not None:
             self._report()
             _close_quietly(self.client)
             self.client = None
+
+    def _join_worker(self) -> None:
+        t = self.thread
+        if t is not None and t is not threading.current_thread():
+            t.join()
+        self.thread = None
+
+    # -- the worker thread
+    def _work(self) -> None:
+        try:
+            while True:
+                with self.cv:
+                    self._flush_idle_kinds()
+                    while not self.stopping and self._must_pause():
+                        self.cv.wait(0.5)
+                    if self.stopping or self.active <= self.flushed:
+                        return
+                    self._top_up()
+                r = self.client.next(timeout=0.25)  # waits with the GIL released
+                if r is None:
+                    continue
+                with self.cv:
+                    self.inflight -= 1
+                    job = self.jobs.pop(r.id)
+                    self.counters["requests"] += 1
+                    if r.body:
+                        self.counters["bytes"] += len(r.body)
+                    self._dispatch(job, r)
+                    self._flush_idle_kinds()
+                    self.cv.notify_all()
+                    if self.cfg["progress"] is not None:
+                        self.cfg["progress"](self.progress())
+        except BaseException as e:  # handed to the generator dlt pulls next
+            with self.cv:
+                self.error = e
+                self.cv.notify_all()
+
+    def _must_pause(self) -> bool:
+        if len(self.out["games"]) < self.MAX_QUEUED_BATCHES:
+            return False
+        wanted = self.waiting_for
+        return wanted is None or bool(self.out[wanted])
+
+    def _flush_idle_kinds(self) -> None:
+        for kind in self.active - self.flushed:
+            if self.outstanding[kind] == 0:
+                self._final_flush(kind)
+                self.flushed.add(kind)
+
+    # -- dlt's thread
+    def next_item(self, kind: str) -> Any:
+        """The next item for `kind`'s generator; None when it has no more."""
+        with self.cv:
+            while True:
+                if self.error is not None:
+                    raise self.error
+                if self.out[kind]:
+                    item = self.out[kind].popleft()
+                    self.cv.notify_all()
+                    return item
+                if kind in self.flushed:
+                    return None
+                if self.thread is None or not self.thread.is_alive():
+                    raise ChessSourceError("chess: the fetch worker stopped unexpectedly")
+                self.waiting_for = kind
+                self.cv.notify_all()
+                self.cv.wait(0.5)
+                self.waiting_for = None
 
     # -- request planning
     def _submit_later(self, job: _Job, kind: str, high: bool) -> None:
@@ -348,29 +444,6 @@ class _Run:
             rid = self.client.submit(job.url, etag=etag, empty_on=(404,))
             self.jobs[rid] = job
             self.inflight += 1
-
-    # -- the pump
-    def next_item(self, kind: str) -> Any:
-        while True:
-            if self.out[kind]:
-                return self.out[kind].popleft()
-            if self.outstanding[kind] == 0:
-                self._final_flush(kind)
-                if self.out[kind]:
-                    continue
-                return None
-            self._top_up()
-            r = self.client.next(timeout=1.0)
-            if r is None:
-                continue
-            self.inflight -= 1
-            job = self.jobs.pop(r.id)
-            self.counters["requests"] += 1
-            if r.body:
-                self.counters["bytes"] += len(r.body)
-            self._dispatch(job, r)
-            if self.cfg["progress"] is not None:
-                self.cfg["progress"](self.progress())
 
     def _failed(self, job: _Job, r: Any) -> Optional[str]:
         """None when the response is usable; 'missing' for a 404; raises on failure."""
@@ -483,10 +556,8 @@ class _Run:
         return ok
 
     def _plan_months(self, user: str, urls: List[str]) -> None:
-        state = self.games_state
-        assert state is not None
-        done = state["done"]
-        open_ = state["open"]
+        done = self.done_archives
+        open_ = self.open_archives
         start, end = self.cfg["start_month"], self.cfg["end_month"]
         last = urls[-1] if urls else None
         for url in urls:
