@@ -11,4 +11,125 @@ class FetchError(OSError): ...
 
 # ---- engine ----
 
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any, Literal
+
+class Response:
+    """A finished request, delivered exactly once per Client.submit()."""
+    @property
+    def id(self) -> int: ...
+    @property
+    def tag(self) -> Any: ...
+    @property
+    def url(self) -> str: ...
+    @property
+    def status(self) -> int: ...  # 0 on transport error / refusal
+    @property
+    def body(self) -> bytes | None: ...  # decoded; b"" for empty_on; None on 304 or error
+    @property
+    def etag(self) -> str | None: ...
+    @property
+    def not_modified(self) -> bool: ...
+    @property
+    def error(self) -> str | None: ...
+    @property
+    def attempts(self) -> int: ...
+    @property
+    def elapsed(self) -> float: ...
+    @property
+    def http_version(self) -> str | None: ...  # "1.1", "2", ...
+    @property
+    def link_next(self) -> str | None: ...
+
+class Client(Iterator[Response]):
+    """Concurrent GETs on a libcurl engine thread. Safe to share between threads."""
+    def __init__(
+        self,
+        *,
+        max_concurrency: int = 256,
+        initial_concurrency: int = 8,
+        rps: float | None = None,
+        max_attempts: int = 5,
+        max_retry_time: float = 120.0,
+        connect_timeout: float = 10.0,
+        timeout: float = 120.0,
+        low_speed_time: float = 30.0,
+        max_body: int = 256 << 20,
+        max_ratio: float = 200.0,
+        max_redirects: int = 5,
+        same_host_redirects: bool = True,
+        allowed_hosts: Iterable[str] | None = None,
+        ca_file: str | None = None,
+        verify: bool = True,
+        headers: Mapping[str, str] | Iterable[tuple[str, str]] | Iterable[str] | None = None,
+        http2: bool = True,
+        queue_size: int = 64,
+        user_agent: str | None = None,
+        backoff_base: float = 0.1,
+        backoff_cap: float = 10.0,
+        loop: Literal["poll", "epoll"] | None = None,
+    ) -> None: ...
+    def submit(
+        self, url: str, *, tag: Any = None, etag: str | None = None, empty_on: Iterable[int] = ()
+    ) -> int: ...
+    def next(self, timeout: float | None = None) -> Response | None: ...
+    def __iter__(self) -> Client: ...
+    def __next__(self) -> Response: ...
+    @property
+    def pending(self) -> int: ...
+    @property
+    def closed(self) -> bool: ...
+    def stats(self) -> dict[str, Any]: ...
+    def close(self) -> None: ...
+    def __enter__(self) -> Client: ...
+    def __exit__(self, *exc: object) -> Literal[False]: ...
+
+
 # ---- decoder ----
+# Decoder: JSON documents -> Arrow tables (see CONTRACTS.md section 4 and csrc/decode.h).
+#
+# plan keys (all optional): "selector": str | None, "columns": [{"path": [str, ...],
+# "type": "text"|"bigint"|"double"|"bool"|"timestamp"|"date"|"json", "nullable": bool,
+# "json": bool}], "infer": bool (False: undeclared keys are skipped), "contract":
+# {"columns": mode, "data_type": mode} with mode "evolve"|"freeze"|"discard_row"|
+# "discard_value", "child_tables": bool, "dlt_ids": bool, "load_id": str | None,
+# "batch_rows": int, "max_depth": int, "max_string": int, and two additions:
+# "root_name": str | None and "table_names": {key tuple: str} -- the dlt table names
+# used in the digest of child _dlt_id values, as dlt's relational normalizer makes them:
+# digest128(f"{parent _dlt_id}_{table name}_{list idx}", 10). A child table missing from
+# table_names uses root_name + "__" + "__".join(key) (raw keys: differs from dlt when a
+# key needs normalising). Root _dlt_id: 10 random bytes, base64 without padding (dlt's
+# generate_dlt_id).
+#
+# Column names in the Arrow schemas are raw key components joined by "\x1f"; variant
+# columns (contract data_type=evolve, value of another type that does not coerce) add
+# the component "v_<type>" (e.g. "white\x1frating\x1fv_text" -> white__rating__v_text);
+# child tables of lists of scalars have a "value" column; system columns are
+# "_dlt_id", "_dlt_parent_id", "_dlt_list_idx", "_dlt_load_id".
+
+from typing import Any
+
+TableKey = tuple[str, ...] | str  # () root, ("field", ...) child, "_dltc_rejects"
+
+class ArrowStream:
+    """One table's rows from Decoder.flush(). Each __arrow_c_stream__ call exports all
+    rows again (the batches are shared, not copied), so consumers that export twice
+    (DuckDB) work."""
+
+    @property
+    def key(self) -> TableKey: ...
+    @property
+    def num_rows(self) -> int: ...
+    def __arrow_c_stream__(self, requested_schema: object | None = None) -> object: ...
+
+class Decoder:
+    def __init__(self, plan: dict[str, Any]) -> None: ...
+    def feed(self, data: bytes | bytearray | memoryview, source_url: str = "") -> int:
+        """Parse one complete JSON document; GIL released. Returns root rows added.
+        Raises JSONDecodeError (.offset, .path, .code in "EPARSE", "ELIMIT",
+        "ESCHEMA" for a freeze contract) and rolls the document back."""
+    def flush(self) -> dict[TableKey, ArrowStream]:
+        """Tables with rows -> streams; resets the row builders (schemas stay)."""
+    def stats(self) -> dict[str, int]:
+        """documents, rows, child_rows, bytes, failed_documents, rejects_new_column,
+        rejects_data_type, rejects_missing, rows_discarded, variants, batches."""
