@@ -359,6 +359,18 @@ def _table(result: Dict[str, Any]) -> str:
                                               "extract_over_floor", "goodput_rps", "goodput_of_limit") if k in out]
         if extras:
             lines.append(f"| {name} | derived | {'; '.join(extras)} | | |")
+    sc2, sc3 = result["scenarios"].get("2", {}), result["scenarios"].get("3", {})
+    checks = [
+        ("(2) dltc at least 10x faster than the reference end to end", sc2.get("speedup_vs_reference"), 10.0, True),
+        ("(2) dltc extract within 1.25x of the floor", sc2.get("extract_over_floor"), 1.25, False),
+        ("(3) goodput at least 90% of the limit", sc3.get("goodput_of_limit"), 0.9, True),
+    ]
+    lines += ["", "| target | measured | met |", "|---|---:|---|"]
+    for name, value, bound, at_least in checks:
+        if value is None:
+            continue
+        met = value >= bound if at_least else value <= bound
+        lines.append(f"| {name} | {value} | {'yes' if met else 'no'} |")
     return "\n".join(lines)
 
 
