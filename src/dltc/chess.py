@@ -14,6 +14,7 @@ import threading
 import time
 import weakref
 from collections import deque
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from typing import Any, Deque, Dict, Iterator, List, Optional, Sequence, Tuple
 from urllib.parse import quote
@@ -257,7 +258,7 @@ class _Run:
     def __init__(self, cfg: Dict[str, Any]):
         self.cfg = cfg
         self.client: Any = None
-        self.cv = threading.Condition()
+        self.cv = threading.Condition(threading.Lock())
         self.thread: Optional[threading.Thread] = None
         self._reset()
 
@@ -376,6 +377,16 @@ class _Run:
                 self.error = e
                 self.cv.notify_all()
 
+    @contextmanager
+    def _unlocked(self) -> Iterator[None]:
+        """Worker only: lets dlt's thread take batches while this one decodes. Decoders,
+        pending rows and seen ids belong to the worker alone."""
+        self.cv.release()
+        try:
+            yield
+        finally:
+            self.cv.acquire()
+
     def _must_pause(self) -> bool:
         if len(self.out["games"]) < self.MAX_QUEUED_BATCHES:
             return False
@@ -481,7 +492,8 @@ class _Run:
             else:
                 dec = self._decoder("profiles")
                 try:
-                    dec.feed(r.body, source_url=job.url)
+                    with self._unlocked():
+                        dec.feed(r.body, source_url=job.url)
                 except ValueError as e:  # dltc.JSONDecodeError is a ValueError
                     return self._bad_body(job, "profiles", e)
                 self.pending_profiles += 1
@@ -595,7 +607,8 @@ class _Run:
             return
         dec = self._decoder("games")
         try:
-            n = dec.feed(r.body, source_url=job.url)
+            with self._unlocked():
+                n = dec.feed(r.body, source_url=job.url)
         except ValueError as e:  # the decoder rolled this document back
             return self._bad_body(job, "games", e)
         archive["etag_new"] = r.etag
@@ -608,10 +621,15 @@ class _Run:
     def _flush_games(self) -> None:
         if not self.pending_archives:
             return
-        tables, rejects = _flush(self.decoders["games"], "players_games")
-        tbl = tables.get("players_games")
         archives, self.pending_archives = self.pending_archives, []
         self.pending_rows = self.pending_bytes = 0
+        with self._unlocked():
+            item = self._games_batch(archives)
+        self.out["games"].append(item)
+
+    def _games_batch(self, archives: List[Tuple[dict, int, int]]) -> Tuple[str, Any, list, Any]:
+        tables, rejects = _flush(self.decoders["games"], "players_games")
+        tbl = tables.get("players_games")
         uuids = tbl.column("uuid").to_pylist() if tbl is not None else []
         urls = tbl.column("url").to_pylist() if tbl is not None else []
         keep = [False] * len(uuids)
@@ -633,9 +651,8 @@ class _Run:
                 tbl = tbl.take(pa.array([i for i, k in enumerate(keep) if k], type=pa.int64()))
             self.counters["games"] += kept
             tbl = self._prune_null_columns("players_games", tbl)
-            self.out["games"].append(("batch", tbl if tbl.num_rows else None, commits, rejects))
-        else:
-            self.out["games"].append(("commit", None, commits, rejects))
+            return ("batch", tbl if tbl.num_rows else None, commits, rejects)
+        return ("commit", None, commits, rejects)
 
     def commit(self, commits: List[Tuple[dict, Optional[List[str]], Optional[str]]]) -> None:
         """Records archives whose games were yielded (called after the yield)."""
