@@ -291,7 +291,7 @@ class _Run:
         self.error: Optional[BaseException] = None
         self.stopping = False
         self.counters = {"requests": 0, "bytes": 0, "games": 0, "duplicates": 0, "not_modified": 0, "bad_bodies": 0}
-        self.t0 = time.monotonic()
+        self.t0 = self.last_response_at = time.monotonic()
 
     def fresh(self) -> bool:
         """True before the first resource of an extraction starts."""
@@ -362,6 +362,7 @@ class _Run:
                 if r is None:
                     continue
                 with self.cv:
+                    self.last_response_at = time.monotonic()
                     self.inflight -= 1
                     job = self.jobs.pop(r.id)
                     self.counters["requests"] += 1
@@ -737,6 +738,7 @@ class _Run:
         queued = len(self.hi) + len(self.lo) + self.inflight
         return {
             "elapsed": time.monotonic() - self.t0,
+            "network_s": self.last_response_at - self.t0,  # start to the last response
             "requests": self.counters["requests"],
             "queued": queued,
             "bytes": self.counters["bytes"],

@@ -209,6 +209,7 @@ def worker(args: argparse.Namespace) -> int:
                 "requests": stats.get("requests"),
                 "retries": stats.get("retries"),
                 "status_429": stats.get("status_429"),
+                "network_s": stats.get("network_s"),
                 "peak_rss_extract_mb": round(rss_extract, 1) if rss_extract else None,
             }
         )
@@ -313,6 +314,8 @@ def _derive(out: Dict[str, Any], n_requests: int) -> None:
         limit = out["max_parallel"] / lat  # requests/s the replica allows
         out["goodput_rps"] = round(n_requests / dl["extract"], 1)
         out["goodput_of_limit"] = round(n_requests / dl["extract"] / limit, 3)
+        if dl.get("network_s"):  # the same over the network phase (first to last request)
+            out["network_goodput_of_limit"] = round(n_requests / dl["network_s"] / limit, 3)
 
 
 def rss_sweep(players: int, months: List[int], tls: bool = False,
@@ -356,7 +359,8 @@ def _table(result: Dict[str, Any]) -> str:
             run_s = "-" if c == "fetch_only" else f"{r['wall']:.2f}"
             lines.append(f"| {name} | {c} | {run_s} | {r['extract']:.2f} | {r.get('peak_rss_mb', 0):.0f} |")
         extras = [f"{k} = {out[k]}" for k in ("speedup_vs_reference", "speedup_vs_rest_api", "floor_s",
-                                              "extract_over_floor", "goodput_rps", "goodput_of_limit") if k in out]
+                                              "extract_over_floor", "goodput_rps", "goodput_of_limit",
+                                              "network_goodput_of_limit") if k in out]
         if extras:
             lines.append(f"| {name} | derived | {'; '.join(extras)} | | |")
     sc2, sc3 = result["scenarios"].get("2", {}), result["scenarios"].get("3", {})
