@@ -281,6 +281,7 @@ class _Run:
         self.pending_rows = 0
         self.pending_bytes = 0
         self.seen_uuids: set = set()
+        self.listed = {p.lower() for p in self.cfg["players"]}
         self.seen_cols: Dict[str, set] = {}
         self.status_rows: List[dict] = []
         self.pending_profiles = 0
@@ -582,8 +583,6 @@ class _Run:
             if url in done:
                 continue  # a finished month loaded before: never fetched twice
             prev = open_.get(url)
-            if prev:
-                self.seen_uuids.update(prev["uuids"])  # loaded by an earlier run
             archive = {
                 "url": url,
                 "user": user,
@@ -631,19 +630,31 @@ class _Run:
     def _games_batch(self, archives: List[Tuple[dict, int, int]]) -> Tuple[str, Any, list, Any]:
         tables, rejects = _flush(self.decoders["games"], "players_games")
         tbl = tables.get("players_games")
-        uuids = tbl.column("uuid").to_pylist() if tbl is not None else []
-        urls = tbl.column("url").to_pylist() if tbl is not None else []
+        uuids = _pylist(tbl, "uuid")
+        urls = _pylist(tbl, "url")
+        whites = _pylist(tbl, "white__username")
+        blacks = _pylist(tbl, "black__username")
+        listed = self.listed
         keep = [False] * len(uuids)
         commits = []
         seen = self.seen_uuids
         for archive, first, n in archives:
-            in_archive = []
+            known = archive["known"]  # loaded from this (open) archive by earlier runs
+            in_archive: Optional[List[str]] = [] if archive["open"] else None
             for i in range(first, first + n):
                 key = uuids[i] or urls[i]
-                in_archive.append(key)
-                if key not in seen:
+                if in_archive is not None:
+                    in_archive.append(key)
+                if key in known:
+                    continue
+                # only a game between two listed players can come twice in one run: only
+                # those ids are remembered, so memory does not grow with every game
+                w, b = whites[i], blacks[i]
+                if w is None or b is None or (w.lower() in listed and b.lower() in listed):
+                    if key in seen:
+                        continue
                     seen.add(key)
-                    keep[i] = True
+                keep[i] = True
             commits.append((archive, in_archive, archive.get("etag_new")))
         if tbl is not None:
             kept = sum(keep)
@@ -752,6 +763,14 @@ class _Run:
 
     def _report(self) -> None:
         self.cfg["last_stats"].update(self.progress())
+
+
+def _pylist(tbl: Optional[pa.Table], column: str) -> List[Any]:
+    if tbl is None:
+        return []
+    if column not in tbl.column_names:
+        return [None] * tbl.num_rows
+    return tbl.column(column).to_pylist()  # type: ignore[no-any-return]
 
 
 def _login_dates(values: List[Any]) -> pa.Array:
