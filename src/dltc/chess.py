@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import threading
 import time
@@ -141,9 +142,31 @@ def _player_path(username: str) -> str:
 # ---- the engine and decoder adapters (the only code that touches dltc._native) --------
 
 
+_HEAP_TUNED = False
+
+
+def _tune_heap() -> None:
+    """Response bodies (100 KB - 1 MB, freed out of order) fragment glibc's heap once its
+    dynamic mmap threshold has grown past them: RSS then creeps up with the number of
+    archives. A fixed 128 KB threshold gives such blocks back to the OS on free. Once per
+    process; DLTC_NO_MALLOPT=1 turns it off."""
+    global _HEAP_TUNED
+    if _HEAP_TUNED or os.environ.get("DLTC_NO_MALLOPT"):
+        return
+    _HEAP_TUNED = True
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None)
+        libc.mallopt(-3, 128 * 1024)  # M_MMAP_THRESHOLD (glibc)
+    except (OSError, AttributeError):  # not glibc
+        pass
+
+
 def _new_client(options: Dict[str, Any]) -> Any:
     from dltc import _native
 
+    _tune_heap()
     return _native.Client(**options)
 
 
