@@ -6,6 +6,7 @@ never a leaked Authorization header or token.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import time
@@ -527,3 +528,123 @@ def test_read_json_raises_clean_errors(data):
     with pytest.raises(dltc.JSONDecodeError) as ei:
         dltc.read_json(data)
     assert isinstance(ei.value.offset, int) and isinstance(ei.value.path, str)
+
+
+# ---- the chess source against hostile data ---------------------------------------------------
+
+try:
+    import dltc.chess as _chess  # noqa: F401
+    import dltc.replica as R
+    from dltc.bench.chaos import (
+        chess_source,
+        error_text,
+        game_uuids,
+        make_pipeline,
+        players_of,
+        rejects,
+    )
+
+    HAVE_CHESS = Client is not None and Decoder is not None
+except ImportError:
+    HAVE_CHESS = False
+needs_chess = pytest.mark.skipif(not HAVE_CHESS, reason="chess source / replica not built yet")
+
+
+@pytest.fixture
+def chess_data(tmp_path):
+    d = tmp_path / "replica"
+    R.generate(str(d), players=3, months=2, seed=31, now="2024-07-10")
+    return d
+
+
+def _archives_file(d, player):
+    return d / "pub" / "player" / player / "games" / "archives.json"
+
+
+@needs_chess
+def test_chess_off_host_archive_urls_are_refused_and_nothing_is_sent(
+        chess_data, tmp_path, recorder, caplog):
+    players = players_of(chess_data)
+    victim = players[0]
+    f = _archives_file(chess_data, victim)
+    doc = json.loads(f.read_text())
+    legit = list(doc["archives"])
+    hostile_urls = [
+        recorder.url(f"/pub/player/{victim}/games/2024/06"),  # another host
+        "http://169.254.169.254/latest/meta-data/iam/security-credentials/",  # link-local
+        "{{BASE}}/pub/player/" + players[1] + "/games/2024/06",  # another player's path
+        "{{BASE}}/pub/player/" + victim + "/games/2024/06/../../../../../callback/user/popup/x",
+        "{{BASE}}/pub/player/" + victim + "/games/2024/06?x=@127.0.0.2",
+        f"http://127.0.0.2:{recorder.port}/pub/player/{victim}/games/2024/06#{{{{BASE}}}}",
+        None, 42, {"url": "x"},
+    ]
+    doc["archives"] = legit + hostile_urls
+    f.write_text(json.dumps(doc, separators=(",", ":")))
+    caplog.set_level(logging.WARNING)
+    pipe, db = make_pipeline(tmp_path / "work")
+    with R.serve(str(chess_data)) as api:
+        try:
+            pipe.run(chess_source(api.base_url, players, None, None))
+            failed = None
+        except Exception as e:  # a clear error is acceptable too, if it names the URL
+            failed = error_text(e)
+    assert recorder.connections == 0, "an off-host archive URL was requested"
+    if failed is not None:
+        assert "169.254.169.254" in failed or "127.0.0.2" in failed, failed[:2000]
+    else:
+        # the legitimate games are loaded, and the refusal is visible in the log
+        want = set(R.load_games(str(chess_data), players))
+        assert set(game_uuids(db)) == want
+        assert "169.254.169.254" in caplog.text and "127.0.0.2" in caplog.text
+
+
+@needs_chess
+@pytest.mark.parametrize("kind", ["html", "deep", "bad_utf8", "nul", "truncated"])
+def test_chess_hostile_archive_body_fails_naming_the_url(chess_data, tmp_path, kind):
+    players = players_of(chess_data)
+    victim = players[1]
+    month_files = sorted((chess_data / "pub/player" / victim / "games").glob("*/*.json"))
+    target = month_files[0]
+    body = {
+        "html": HTML_PAGE,
+        "deep": deep_array(100_000),
+        "bad_utf8": INVALID_UTF8["ff_fe"],
+        "nul": NUL_BYTES["raw_nul_in_string"],
+        "truncated": target.read_bytes()[: len(target.read_bytes()) // 2],
+    }[kind]
+    target.write_bytes(body)
+    month = f"{target.parent.name}/{target.stem}"
+    pipe, db = make_pipeline(tmp_path / "work")
+    with R.serve(str(chess_data)) as api:
+        url = f"{api.base_url}/pub/player/{victim}/games/{month}"
+        with PeakRSS() as mem, pytest.raises(Exception) as ei:
+            pipe.run(chess_source(api.base_url, players, None, None, max_attempts=2))
+    text = error_text(ei.value)
+    assert url in text, f"error does not name {url}:\n{text[:2000]}"
+    assert game_uuids(db) == [], "a failed run committed games"
+    mem.check(256)
+
+
+@needs_chess
+def test_chess_token_never_in_error_log_or_rejects(chess_data, tmp_path, caplog):
+    players = players_of(chess_data)
+    headers = {"Authorization": f"Bearer {SECRET}", "Cookie": f"s={COOKIE}"}
+    caplog.set_level(logging.DEBUG)
+    first = sorted((chess_data / "pub/player" / players[0] / "games").glob("*/*.json"))[0]
+    bad = f"/pub/player/{players[0]}/games/{first.parent.name}/{first.stem}"
+    pipe, db = make_pipeline(tmp_path / "work")
+    # 1. a run that fails for good
+    with R.serve(str(chess_data), faults=f"seed=1,fail_path={bad}") as api:
+        with pytest.raises(Exception) as ei:
+            pipe.run(chess_source(api.base_url, players, None, None, max_attempts=2,
+                                  client_options={"headers": headers}))
+    text = error_text(ei.value)
+    assert bad in text
+    # 2. a run whose contract discards drifted rows into _dltc_rejects
+    with R.serve(str(chess_data), faults="seed=2,drift_extra=0.5") as api:
+        pipe.run(chess_source(api.base_url, players, None, None,
+                              client_options={"headers": headers}),
+                 schema_contract={"columns": "discard_row"})
+    rej = repr(rejects(db))
+    for blob in (text, caplog.text, rej):
+        assert SECRET not in blob and COOKIE not in blob
