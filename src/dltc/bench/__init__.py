@@ -1,1 +1,0 @@
-"""dltc benchmarks: `python -m dltc.bench NAME [--json]` runs dltc.bench.NAME.main(argv)."""
