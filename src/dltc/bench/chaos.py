@@ -47,24 +47,6 @@ def players_of(data_dir: str | os.PathLike) -> list[str]:
     return [n if isinstance(n, str) else n["username"] for n in names]
 
 
-def disjoint_players(data_dir: str | os.PathLike, k: int, start: str | None = None,
-                     end: str | None = None) -> list[str]:
-    """Up to k players none of whose games (in the month range) is shared with another:
-    with them, every served row is one loaded row, so loaded + rejected = served exactly."""
-    from dltc.replica import load_games
-
-    chosen: list[str] = []
-    taken: set[str] = set()
-    for p in players_of(data_dir):
-        g = set(load_games(str(data_dir), [p], start, end))
-        if g and not (g & taken):
-            chosen.append(p)
-            taken |= g
-            if len(chosen) == k:
-                break
-    return chosen
-
-
 def make_pipeline(workdir: str | os.PathLike, name: str = "chaos"):
     """A dlt pipeline with its own pipelines dir and DuckDB file under `workdir`.
     -> (pipeline, path of the DuckDB file)."""
