@@ -11,10 +11,8 @@ The CLI is `python -m dltc.replica generate|serve|advance` (see __main__.py).
 """
 
 from dltc.replica.faults import COUNT_KEYS as FAULT_KINDS
-try:  # TEMP until the generator lands on this branch
-    from dltc.replica.generate import advance, generate, load_games
-except ImportError:
-    pass
+from dltc.replica.generate import advance, generate, load_games, load_uuids
 from dltc.replica.server import Replica, ReplicaError, serve
 
-__all__ = ["FAULT_KINDS", "Replica", "ReplicaError", "advance", "generate", "load_games", "serve"]
+__all__ = ["FAULT_KINDS", "Replica", "ReplicaError", "advance", "generate", "load_games", "load_uuids",
+           "serve"]

@@ -1,5 +1,5 @@
 """The replica's small HTTP/1.1 app behind nginx (stdlib asyncio, unix socket): the odd
-paths nginx does not serve from files (301 for upper-case names, JSON 404s, empty past
+paths nginx does not serve from files (it reads the served mirror, www/, as nginx does) (301 for upper-case names, JSON 404s, empty past
 months) and, when a fault plan is set, every data request so faults can be injected.
 
 Run as `python -m dltc.replica.app CONFIG.json` by dltc.replica.server; not a public API.
@@ -56,13 +56,14 @@ def etag_matches(if_none_match: str | None, etag: str) -> bool:
 
 
 class Response:
-    __slots__ = ("status", "reason", "body", "headers")
+    __slots__ = ("status", "reason", "body", "headers", "gz")
 
     def __init__(self, status: int, reason: str, body: bytes = b"", headers=None):
         self.status = status
         self.reason = reason
         self.body = body
         self.headers = headers or {}
+        self.gz: Path | None = None       # the mirror's pre-gzipped twin of body, if any
 
 
 class App:
@@ -97,7 +98,9 @@ class App:
         else:
             tag = weak_etag(body)
             self._etags[key] = (st.st_mtime_ns, st.st_size, tag)
-        return self._ok(body, tag)
+        r = self._ok(body, tag)
+        r.gz = path.with_name(path.name + ".gz")
+        return r
 
     def _ok(self, body: bytes, tag: str | None = None) -> Response:
         return Response(200, "OK", body, {
@@ -115,7 +118,7 @@ class App:
         })
 
     def _known(self, user: str) -> bool:
-        return (self.data / "pub" / "player" / user / "profile.json").is_file()
+        return (self.www / "pub" / "player" / f"{user}.json").is_file()
 
     def clean(self, path: str, query: str) -> Response:
         """The answer the real API gives, without faults."""
@@ -127,7 +130,7 @@ class App:
                 "Content-Type": "text/html; charset=utf-8"})
         if m := _PROFILE.match(path):
             user = m.group(1)
-            r = self._file(self.data / "pub" / "player" / user / "profile.json")
+            r = self._file(self.www / "pub" / "player" / f"{user}.json")
             return r or self._404(f'User "{user}" not found.')
         if m := _ARCHIVES.match(path):
             user = m.group(1)
@@ -143,11 +146,11 @@ class App:
                 return self._404(f'Data provider not found for key "{path}"')
             if (y, mo) > self.now_month:
                 return self._404("Date cannot be set in the future")
-            r = self._file(self.data / "pub" / "player" / user / "games" / f"{y:04d}" / f"{mo:02d}.json")
+            r = self._file(self.www / "pub" / "player" / user / "games" / f"{y:04d}" / f"{mo:02d}.json")
             return r or self._ok(b'{"games":[]}')
         if m := _POPUP.match(path):
             user = m.group(1)
-            r = self._file(self.data / "callback" / "user" / "popup" / f"{user}.json")
+            r = self._file(self.www / "callback" / "user" / "popup" / f"{user}.json")
             return r or self._404(f'User "{user}" not found.')
         return self._404(f'Data provider not found for key "{path}"')
 
@@ -176,6 +179,14 @@ def _status_fault(kind: str, plan) -> Response | None:
     if kind == "html403":
         return Response(403, "Forbidden", F.HTML_403, {"Content-Type": "text/html; charset=UTF-8"})
     return None
+
+
+def _accepts_gzip(headers: dict) -> bool:
+    for part in headers.get("accept-encoding", "").lower().split(","):
+        name, _, q = part.strip().partition(";")
+        if name.strip() == "gzip":
+            return q.replace(" ", "") not in ("q=0", "q=0.0", "q=0.00", "q=0.000")
+    return False
 
 
 def _head(resp: Response, length: int, close: bool) -> bytes:
@@ -240,11 +251,21 @@ class Server:
             if body is not None:
                 app.counts[kind] += 1
                 resp.body = body
+                resp.gz = None
                 resp.headers["ETag"] = weak_etag(body)
             kind = None
         if resp.status == 200 and etag_matches(inm, resp.headers.get("ETag", "")):
             h = {k: v for k, v in resp.headers.items() if k != "Content-Type"}
             return await self.send(writer, method, Response(304, "Not Modified", b"", h), no_length=True)
+        if resp.status == 200 and resp.gz is not None and _accepts_gzip(headers):
+            # Send the pre-compressed twin, as nginx's gzip_static does; nginx leaves an
+            # encoded body alone. Faults below then cut the compressed bytes.
+            try:
+                resp.body = resp.gz.read_bytes()
+                resp.headers["Content-Encoding"] = "gzip"
+                resp.headers["Vary"] = "Accept-Encoding"
+            except OSError:
+                pass
         if kind in ("reset", "short", "stall") and resp.status == 200 and method != "HEAD" and len(resp.body) > 1:
             app.counts[kind] += 1
             cut = F.cut_point(plan.seed, path, n, len(resp.body))

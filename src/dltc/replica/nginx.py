@@ -8,6 +8,7 @@ import gzip
 import hashlib
 import os
 import shutil
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,7 @@ ECHO_MODULE_CANDIDATES = (
 )
 GZIP_MIN = 200          # like the API: bodies under ~200 bytes are sent as is
 GZIP_LEVEL = 6          # gives the recorded ~26% for a month of games
+PLACEHOLDER = b"{{BASE}}"
 SETUP_HINT = "run `make setup` (apt-get install nginx-light libnginx-mod-http-echo)"
 
 
@@ -27,13 +29,21 @@ class NginxMissing(RuntimeError):
 
 
 def find_nginx() -> tuple[str, str]:
-    """Paths of the nginx binary and of ngx_http_echo_module.so, or NginxMissing."""
-    nginx = os.environ.get("DLTC_NGINX") or next(
-        (p for p in NGINX_CANDIDATES if os.access(p, os.X_OK)), None) or shutil.which("nginx")
+    """Paths of the nginx binary and of ngx_http_echo_module.so, or NginxMissing.
+    $DLTC_NGINX / $DLTC_NGINX_ECHO override the search."""
+    env = os.environ.get("DLTC_NGINX")
+    if env is not None:
+        nginx = env if os.access(env, os.X_OK) else None
+    else:
+        nginx = next((p for p in NGINX_CANDIDATES if os.access(p, os.X_OK)), None) or \
+            shutil.which("nginx")
     if not nginx:
         raise NginxMissing(f"nginx not found: {SETUP_HINT}")
-    echo = os.environ.get("DLTC_NGINX_ECHO") or next(
-        (p for p in ECHO_MODULE_CANDIDATES if os.path.isfile(p)), None)
+    env = os.environ.get("DLTC_NGINX_ECHO")
+    if env is not None:
+        echo = env if os.path.isfile(env) else None
+    else:
+        echo = next((p for p in ECHO_MODULE_CANDIDATES if os.path.isfile(p)), None)
     if not echo:
         raise NginxMissing(f"nginx echo module (ngx_http_echo_module.so) not found: {SETUP_HINT}")
     return nginx, echo
@@ -50,16 +60,20 @@ class _Entry:
 
 class Mirror:
     """www/ tree nginx serves: URI `/a/b` is file `www/a/b.json` (profile.json of a player
-    becomes `pub/player/{u}.json`); data files are symlinked, archive lists are rendered
-    copies; every body >= GZIP_MIN bytes gets a `.gz` twin for gzip_static.
+    becomes `pub/player/{u}.json`). Files holding the {{BASE}} placeholder (profiles,
+    archive lists) are rendered copies; the others are symlinks to the data files. Every
+    body >= GZIP_MIN bytes gets a `.gz` twin for gzip_static: for data files a symlink into
+    a content-addressed store (md5 -> gzip, shared by runs, see gz_store()), so a data set
+    is compressed once, not at every start.
 
     update() is incremental (unchanged files are skipped) and returns {uri: weak etag}.
     """
 
-    def __init__(self, data_dir: Path, www: Path, base_url: str):
+    def __init__(self, data_dir: Path, www: Path, base_url: str, store: Path | None = None):
         self.data = data_dir
         self.www = www
         self.base = base_url.encode()
+        self.store = store
         self._seen: dict[str, _Entry] = {}
         self.etags: dict[str, str] = {}
 
@@ -82,20 +96,30 @@ class Mirror:
             return uri, old.etag
         body = src.read_bytes()
         dst.parent.mkdir(parents=True, exist_ok=True)
-        render = rel.endswith("/games/archives.json")
+        gz = dst.with_name(dst.name + ".gz")
+        render = PLACEHOLDER in body
         if render:
-            body = body.replace(b"{{BASE}}", self.base)
+            body = body.replace(PLACEHOLDER, self.base)
             _atomic_write(dst, body)
         elif not dst.is_symlink():
             if dst.exists():
                 dst.unlink()
             os.symlink(src, dst)
-        etag = 'W/"' + hashlib.md5(body).hexdigest() + '"'
-        gz = dst.with_name(dst.name + ".gz")
-        if len(body) >= GZIP_MIN:
+        md5 = hashlib.md5(body).hexdigest()
+        if len(body) < GZIP_MIN:
+            gz.unlink(missing_ok=True)
+        elif render or self.store is None:
             _atomic_write(gz, gzip.compress(body, compresslevel=GZIP_LEVEL, mtime=0))
-        elif gz.exists():
-            gz.unlink()
+        else:
+            cached = self.store / md5[:2] / (md5 + ".gz")
+            if not cached.exists():
+                cached.parent.mkdir(parents=True, exist_ok=True)
+                _atomic_write(cached, gzip.compress(body, compresslevel=GZIP_LEVEL, mtime=0))
+            tmp = gz.with_name(gz.name + ".lnk")
+            tmp.unlink(missing_ok=True)
+            os.symlink(cached, tmp)
+            os.replace(tmp, gz)
+        etag = 'W/"' + md5 + '"'
         self._seen[key] = _Entry(st.st_mtime_ns, st.st_size, etag)
         return uri, etag
 
@@ -117,8 +141,27 @@ class Mirror:
         return self.etags
 
 
+def gz_store() -> Path | None:
+    """The content-addressed gzip store: $DLTC_REPLICA_GZ_CACHE, else
+    $XDG_CACHE_HOME/dltc/replica-gz (~/.cache/...); None (gzip into the prefix) when it
+    cannot be created or DLTC_REPLICA_GZ_CACHE is empty."""
+    env = os.environ.get("DLTC_REPLICA_GZ_CACHE")
+    if env is not None:
+        if not env:
+            return None
+        p = Path(env)
+    else:
+        base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+        p = Path(base) / "dltc" / "replica-gz"
+    try:
+        p.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return None
+    return p if os.access(p, os.W_OK) else None
+
+
 def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     tmp.write_bytes(data)
     os.replace(tmp, path)
 
@@ -309,6 +352,9 @@ http {{
         proxy_set_header Connection "";
         proxy_set_header Host $http_host;
         proxy_buffering off;
+        proxy_buffer_size 64k;
+        proxy_buffers 8 64k;
+        proxy_busy_buffers_size 128k;
         proxy_read_timeout {read_timeout}s;
         proxy_intercept_errors off;
 {data_loc}

@@ -163,7 +163,7 @@ class Replica:
                 raise ReplicaError(str(e)) from None
             self.ca_file = str(ca)
             self._ssl_ctx = ssl.create_default_context(cafile=self.ca_file)
-        self._mirror = N.Mirror(self.data_dir, www, self.base_url)
+        self._mirror = N.Mirror(self.data_dir, www, self.base_url, N.gz_store())
         etags = self._mirror.update()
         N.write_etag_map(self.prefix / "etags.map", etags)
 
@@ -184,7 +184,8 @@ class Replica:
         with _lock:
             # nginx first, in a new process group (same session: setpgid needs that):
             # its pid is the group id the app joins and stop() signals.
-            env = dict(os.environ)
+            env = {k: v for k, v in os.environ.items()
+                   if k not in ("LD_PRELOAD", "ASAN_OPTIONS", "UBSAN_OPTIONS")}
             env["NGINX"] = f"{sock.fileno()};"     # inherit our listening socket: no bind race
             out = open(self.prefix / "nginx.out", "wb")
             try:
