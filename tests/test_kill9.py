@@ -54,14 +54,15 @@ print("DONE", flush=True)
 """
 
 RNG = random.Random(9)
-# (name, phase that arms the kill, requests seen before arming, delay after arming)
+# (name, line that arms the kill, games yielded before arming, delay after arming, whether a
+# committed load package must be pending after the kill)
 KILL_POINTS = [
-    ("extract-early", "REQ", 3, 0.0),
-    ("extract-mid", "REQ", 40, RNG.uniform(0.0, 0.2)),
-    ("extract-end", "PHASE normalize", 0, 0.0),
-    ("normalize", "PHASE normalize", 0, RNG.uniform(0.02, 0.15)),
-    ("load-start", "PHASE load", 0, 0.0),
-    ("load-mid", "PHASE load", 0, RNG.uniform(0.05, 0.25)),
+    ("extract-early", "REQ", 0, 0.0, False),  # after the first responses, before any batch
+    ("extract-mid", "REQ", 1000, RNG.uniform(0.0, 0.1), False),  # batches already yielded
+    ("extract-end", "PHASE normalize", 0, 0.0, True),
+    ("normalize", "PHASE normalize", 0, RNG.uniform(0.02, 0.1), True),
+    ("load-start", "PHASE load", 0, 0.0, True),
+    ("load-mid", "PHASE load", 0, RNG.uniform(0.05, 0.2), True),
 ]
 
 
@@ -90,8 +91,19 @@ def lines_of(proc) -> "queue.Queue[str | None]":
     return q
 
 
-@pytest.mark.parametrize("name,arm,after,delay", KILL_POINTS, ids=[k[0] for k in KILL_POINTS])
-def test_kill9_then_next_run_loads_every_game_once(data, tmp_path, name, arm, after, delay):
+def pending_packages(work) -> int:
+    """Committed load packages the killed run left for the next one (extracted or
+    normalized, not yet loaded)."""
+    import dlt
+
+    p = dlt.attach(pipeline_name="kill9", pipelines_dir=str(work / "pipelines"))
+    return len(p.list_extracted_load_packages()) + len(p.list_normalized_load_packages())
+
+
+@pytest.mark.parametrize("name,arm,games,delay,pending", KILL_POINTS,
+                         ids=[k[0] for k in KILL_POINTS])
+def test_kill9_then_next_run_loads_every_game_once(data, tmp_path, name, arm, games, delay,
+                                                  pending):
     players = players_of(data)
     months = months_of(data, players)
     start, end = months[0], months[-1]
@@ -112,7 +124,7 @@ def test_kill9_then_next_run_loads_every_game_once(data, tmp_path, name, arm, af
                 if line is None:
                     break
                 seen.append(line)
-                hit = (line.startswith("REQ") and arm == "REQ" and int(line.split()[1]) >= after
+                hit = (arm == "REQ" and line.startswith("REQ") and int(line.split()[2]) >= games
                        ) or line == arm
                 if hit:
                     time.sleep(delay)
@@ -127,6 +139,9 @@ def test_kill9_then_next_run_loads_every_game_once(data, tmp_path, name, arm, af
         assert killed_at is not None, f"never reached {arm}: {seen[-5:]} {err[-2000:]}"
         assert rc == -signal.SIGKILL, f"the child ended before the kill (rc={rc}): {err[-2000:]}"
         assert "DONE" not in seen
+        # The kill landed where intended: inside extract nothing is committed yet; from the
+        # end of extract on, a load package waits for the next run.
+        assert (pending_packages(tmp_path) > 0) == pending, (name, seen[-3:])
 
         # The next run, in a new process, completes...
         p2 = spawn(tmp_path, api.base_url, players, start, end, "run")
