@@ -138,7 +138,7 @@ def peak_rss_mb() -> float:
 # ---- the benchmark ---------------------------------------------------------------------
 
 
-def run(players: int = 8, months: int = 6, seed: int = 7, latency_ms: float = 5,
+def run(players: int = 30, months: int = 4, seed: int = 7, latency_ms: float = 5,
         max_parallel: int = 6, work: str | None = None) -> dict[str, Any]:
     import dltc.replica as R
 
@@ -215,8 +215,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m dltc.bench chaos", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--json", action="store_true", help="print one JSON object")
-    ap.add_argument("--players", type=int, default=8)
-    ap.add_argument("--months", type=int, default=6)
+    ap.add_argument("--players", type=int, default=30)
+    ap.add_argument("--months", type=int, default=4)
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--latency-ms", type=float, default=5)
     ap.add_argument("--max-parallel", type=int, default=6,
