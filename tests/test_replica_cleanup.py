@@ -118,3 +118,30 @@ def test_context_manager_stops_and_removes_prefix(replica_data):
         assert prefix.is_dir() and len(pids) == 4
     assert wait_gone(pids) == []
     assert not prefix.exists()
+
+
+def test_started_from_a_thread_outlives_the_thread_not_the_process(replica_data, tmp_path):
+    script = tmp_path / "t.py"
+    script.write_text(textwrap.dedent(f"""
+        import json, threading, time, urllib.request
+        from dltc.replica.server import Replica
+        box = []
+        t = threading.Thread(target=lambda: box.append(Replica({str(replica_data)!r}).start()))
+        t.start(); t.join()
+        api = box[0]
+        time.sleep(0.5)        # the starting thread is gone; nginx must still answer
+        st = urllib.request.urlopen(api.base_url + "/__dltc/gen", timeout=5).status
+        print(json.dumps({{"pids": api.pids(), "status": st}}), flush=True)
+        time.sleep(60)
+    """))
+    p = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    try:
+        line = p.stdout.readline()
+        assert line, p.stderr.read()
+        info = json.loads(line)
+        assert info["status"] == 200 and len(info["pids"]) == 4
+    finally:
+        p.kill()
+        p.wait(10)
+    assert wait_gone(info["pids"]) == [], [cmdline(x) for x in info["pids"]]

@@ -42,9 +42,711 @@ static PyObject *py_curl_version(PyObject *self, PyObject *noargs) {
 
 /* ---------------------------------------------------------------- engine -- */
 
-static int engine_add_types(PyObject *module) {
-  (void)module;
+static struct PyModuleDef native_module; /* defined at the end; engine needs it for lookups */
+
+/* Client and Response over csrc/engine.h. Threads: the engine runs its own
+ * thread; every Client method may be called from any Python thread (the C
+ * engine guards its queues with a mutex, and the tag dict is touched only with
+ * the GIL held). next() waits in 50 ms slices with the GIL released and checks
+ * for signals between slices, so Ctrl-C interrupts it promptly. */
+#include <structmember.h>
+
+#include "engine.h"
+
+#define ENGINE_SLICE_MS 50
+
+struct client_object {
+  PyObject_HEAD struct dltc_engine *eng;
+  PyObject *resp_type; /* strong: dltc._native.Response */
+  PyObject *tags;      /* dict id -> tag, for submits with a tag */
+  int closed;
+};
+
+struct response_object {
+  PyObject_HEAD PyObject *id, *tag, *url, *status, *body, *etag, *not_modified, *error, *attempts,
+      *elapsed, *http_version, *link_next;
+};
+
+static PyMemberDef response_members[] = {
+    {"id", T_OBJECT, offsetof(struct response_object, id), READONLY, "Request id from submit()."},
+    {"tag", T_OBJECT, offsetof(struct response_object, tag), READONLY,
+     "The tag given to submit()."},
+    {"url", T_OBJECT, offsetof(struct response_object, url), READONLY, "URL as submitted."},
+    {"status", T_OBJECT, offsetof(struct response_object, status), READONLY,
+     "Last HTTP status; 0 on transport error or refusal."},
+    {"body", T_OBJECT, offsetof(struct response_object, body), READONLY,
+     "Decoded body (bytes); b'' for a status in empty_on; None on 304 or error."},
+    {"etag", T_OBJECT, offsetof(struct response_object, etag), READONLY, "ETag of the response."},
+    {"not_modified", T_OBJECT, offsetof(struct response_object, not_modified), READONLY,
+     "True on 304 Not Modified."},
+    {"error", T_OBJECT, offsetof(struct response_object, error), READONLY,
+     "None on success; else why the request failed for good (status, URL, body start)."},
+    {"attempts", T_OBJECT, offsetof(struct response_object, attempts), READONLY,
+     "Attempts made (redirect hops not counted)."},
+    {"elapsed", T_OBJECT, offsetof(struct response_object, elapsed), READONLY,
+     "Seconds from first attempt to completion."},
+    {"http_version", T_OBJECT, offsetof(struct response_object, http_version), READONLY,
+     "'1.1', '2', ... or None when no response was received."},
+    {"link_next", T_OBJECT, offsetof(struct response_object, link_next), READONLY,
+     "Target of a Link rel=\"next\" header, or None."},
+    {NULL, 0, 0, 0, NULL},
+};
+
+static int response_traverse(PyObject *self, visitproc visit, void *arg) {
+  struct response_object *r = (struct response_object *)self;
+  Py_VISIT(Py_TYPE(self));
+  Py_VISIT(r->tag);
   return 0;
+}
+
+static int response_clear(PyObject *self) {
+  struct response_object *r = (struct response_object *)self;
+  Py_CLEAR(r->id);
+  Py_CLEAR(r->tag);
+  Py_CLEAR(r->url);
+  Py_CLEAR(r->status);
+  Py_CLEAR(r->body);
+  Py_CLEAR(r->etag);
+  Py_CLEAR(r->not_modified);
+  Py_CLEAR(r->error);
+  Py_CLEAR(r->attempts);
+  Py_CLEAR(r->elapsed);
+  Py_CLEAR(r->http_version);
+  Py_CLEAR(r->link_next);
+  return 0;
+}
+
+static void response_dealloc(PyObject *self) {
+  PyTypeObject *tp = Py_TYPE(self);
+  PyObject_GC_UnTrack(self);
+  response_clear(self);
+  tp->tp_free(self);
+  Py_DECREF(tp);
+}
+
+/* Returns a new reference to the repr string. */
+static PyObject *response_repr(PyObject *self) {
+  struct response_object *r = (struct response_object *)self;
+  return PyUnicode_FromFormat("<Response id=%S status=%S url=%R%s>", r->id, r->status, r->url,
+                              r->error != Py_None ? " error" : "");
+}
+
+static PyType_Slot response_slots[] = {
+    {Py_tp_doc, "A finished request: delivered exactly once per Client.submit()."},
+    {Py_tp_members, response_members},
+    {Py_tp_traverse, response_traverse},
+    {Py_tp_clear, response_clear},
+    {Py_tp_dealloc, response_dealloc},
+    {Py_tp_repr, response_repr},
+    {0, NULL},
+};
+
+static PyType_Spec response_spec = {
+    .name = "dltc._native.Response",
+    .basicsize = sizeof(struct response_object),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_DISALLOW_INSTANTIATION |
+             Py_TPFLAGS_IMMUTABLETYPE,
+    .slots = response_slots,
+};
+
+/* Returns a new reference: s decoded as UTF-8 (invalid bytes replaced), or None for NULL. */
+static PyObject *str_or_none(const char *s) {
+  if (!s)
+    Py_RETURN_NONE;
+  return PyUnicode_DecodeUTF8(s, (Py_ssize_t)strlen(s), "replace");
+}
+
+/* Consumes r (always freed). Returns a new reference to a Response, or NULL
+ * with an exception set. */
+static PyObject *response_from(struct client_object *c, struct dltc_response *r) {
+  struct response_object *o = NULL;
+  PyObject *key = PyLong_FromUnsignedLongLong(r->id);
+  if (!key)
+    goto out;
+  o = PyObject_GC_New(struct response_object, (PyTypeObject *)c->resp_type);
+  if (!o)
+    goto out;
+  o->id = key;
+  key = NULL;
+  o->tag = NULL;
+  o->url = str_or_none(r->url);
+  o->status = PyLong_FromLong(r->status);
+  if (r->error || !r->body)
+    o->body = Py_NewRef(Py_None);
+  else
+    o->body = PyBytes_FromStringAndSize(r->body, (Py_ssize_t)r->body_len);
+  o->etag = str_or_none(r->etag);
+  o->not_modified = PyBool_FromLong(r->not_modified);
+  o->error = str_or_none(r->error);
+  o->attempts = PyLong_FromLong(r->attempts);
+  o->elapsed = PyFloat_FromDouble(r->elapsed);
+  switch (r->http_version) {
+  case 10: o->http_version = PyUnicode_FromString("1.0"); break;
+  case 11: o->http_version = PyUnicode_FromString("1.1"); break;
+  case 20: o->http_version = PyUnicode_FromString("2"); break;
+  case 30: o->http_version = PyUnicode_FromString("3"); break;
+  default: o->http_version = Py_NewRef(Py_None); break;
+  }
+  o->link_next = str_or_none(r->link_next);
+  /* the tag: popped so the dict holds only pending ids */
+  PyObject *tag = PyDict_GetItemWithError(c->tags, o->id);
+  if (tag) {
+    o->tag = Py_NewRef(tag);
+    if (PyDict_DelItem(c->tags, o->id) < 0)
+      PyErr_Clear();
+  } else {
+    if (PyErr_Occurred())
+      PyErr_Clear();
+    o->tag = Py_NewRef(Py_None);
+  }
+  PyObject_GC_Track((PyObject *)o);
+  if (!o->url || !o->status || !o->body || !o->etag || !o->not_modified || !o->error ||
+      !o->attempts || !o->elapsed || !o->http_version || !o->link_next) {
+    Py_CLEAR(o);
+  }
+out:
+  Py_XDECREF(key);
+  dltc_response_free(r);
+  return (PyObject *)o;
+}
+
+static int client_ok(struct client_object *c) {
+  if (c->closed || !c->eng) {
+    PyErr_SetString(PyExc_ValueError, "the Client is closed");
+    return 0;
+  }
+  return 1;
+}
+
+/* Sets a Python exception for a failed engine call. Always returns NULL. */
+static PyObject *engine_raise(int code, const struct dltc_error *err) {
+  PyObject *exc = PyExc_RuntimeError;
+  if (code == DLTC_ENOMEM)
+    return PyErr_NoMemory();
+  if (code == DLTC_EINVAL || code == DLTC_ECANCEL)
+    exc = PyExc_ValueError;
+  PyErr_SetString(exc, err->msg[0] ? err->msg : dltc_code_name(code));
+  return NULL;
+}
+
+/* Fills list[] with new UTF-8 copies of an iterable of str; returns count or -1. */
+static Py_ssize_t strings_from(PyObject *iterable, char **list, Py_ssize_t cap, const char *what) {
+  Py_ssize_t n = 0;
+  PyObject *it = PyObject_GetIter(iterable), *item;
+  if (!it)
+    return -1;
+  while ((item = PyIter_Next(it))) {
+    const char *s = PyUnicode_Check(item) ? PyUnicode_AsUTF8(item) : NULL;
+    if (!s || n >= cap) {
+      if (!PyErr_Occurred())
+        PyErr_Format(PyExc_TypeError, "%s: expected at most %zd str items", what, cap);
+      Py_DECREF(item);
+      Py_DECREF(it);
+      return -1;
+    }
+    list[n] = strdup(s);
+    Py_DECREF(item);
+    if (!list[n]) {
+      Py_DECREF(it);
+      PyErr_NoMemory();
+      return -1;
+    }
+    n++;
+  }
+  Py_DECREF(it);
+  return PyErr_Occurred() ? -1 : n;
+}
+
+/* Fills list[] with "Name: value" copies from a mapping or an iterable of pairs
+ * or of "Name: value" strings; returns count or -1. */
+static Py_ssize_t headers_from(PyObject *obj, char **list, Py_ssize_t cap) {
+  Py_ssize_t n = 0;
+  PyObject *items =
+      PyMapping_Check(obj) && !PyUnicode_Check(obj) && PyObject_HasAttrString(obj, "items")
+          ? PyMapping_Items(obj)
+          : PySequence_List(obj);
+  if (!items)
+    return -1;
+  for (Py_ssize_t i = 0; i < PyList_GET_SIZE(items); i++) {
+    PyObject *item = PyList_GET_ITEM(items, i);
+    PyObject *line = NULL;
+    if (PyUnicode_Check(item))
+      line = Py_NewRef(item);
+    else if (PyTuple_Check(item) && PyTuple_GET_SIZE(item) == 2)
+      line = PyUnicode_FromFormat("%S: %S", PyTuple_GET_ITEM(item, 0), PyTuple_GET_ITEM(item, 1));
+    else
+      PyErr_SetString(PyExc_TypeError,
+                      "headers: a dict, or (name, value) pairs, or 'Name: value' str");
+    const char *s = line ? PyUnicode_AsUTF8(line) : NULL;
+    if (s && n >= cap)
+      PyErr_Format(PyExc_ValueError, "headers: at most %zd", cap);
+    else if (s && (strpbrk(s, "\r\n") || !strchr(s, ':')))
+      PyErr_SetString(PyExc_ValueError, "headers: a value contains CR/LF or a line has no ':'");
+    else if (s && !(list[n++] = strdup(s)))
+      PyErr_NoMemory();
+    Py_XDECREF(line);
+    if (PyErr_Occurred()) {
+      Py_DECREF(items);
+      return -1;
+    }
+  }
+  Py_DECREF(items);
+  return n;
+}
+
+static PyObject *client_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
+  static char *kwlist[] = {"max_concurrency",
+                           "initial_concurrency",
+                           "rps",
+                           "max_attempts",
+                           "max_retry_time",
+                           "connect_timeout",
+                           "timeout",
+                           "low_speed_time",
+                           "max_body",
+                           "max_ratio",
+                           "max_redirects",
+                           "same_host_redirects",
+                           "allowed_hosts",
+                           "ca_file",
+                           "verify",
+                           "headers",
+                           "http2",
+                           "queue_size",
+                           "user_agent",
+                           "backoff_base",
+                           "backoff_cap",
+                           "loop",
+                           NULL};
+  struct dltc_engine_config cfg;
+  dltc_engine_config_init(&cfg);
+  PyObject *rps = Py_None, *allowed = Py_None, *ca = Py_None, *headers = Py_None, *ua = Py_None;
+  const char *loop = NULL;
+  long long max_body = cfg.max_body;
+  char *hosts[DLTC_MAX_ALLOWED_HOSTS] = {0}, *hdrs[DLTC_MAX_HEADERS] = {0};
+  Py_ssize_t n_hosts = 0, n_hdrs = 0;
+  struct client_object *c = NULL;
+  PyObject *mod, *result = NULL;
+  if (!PyArg_ParseTupleAndKeywords(
+          args, kwds, "|$iiOiddddLdipOOpOpiOddz:Client", kwlist, &cfg.max_concurrency,
+          &cfg.initial_concurrency, &rps, &cfg.max_attempts, &cfg.max_retry_time,
+          &cfg.connect_timeout, &cfg.timeout, &cfg.low_speed_time, &max_body, &cfg.max_ratio,
+          &cfg.max_redirects, &cfg.same_host_redirects, &allowed, &ca, &cfg.verify, &headers,
+          &cfg.http2, &cfg.queue_size, &ua, &cfg.backoff_base, &cfg.backoff_cap, &loop))
+    return NULL;
+  cfg.max_body = max_body;
+  if (rps != Py_None && ((cfg.rps = PyFloat_AsDouble(rps)) == -1.0 && PyErr_Occurred()))
+    goto out;
+  if (loop && strcmp(loop, "poll") != 0 && strcmp(loop, "epoll") != 0) {
+    PyErr_SetString(PyExc_ValueError, "loop must be 'poll' or 'epoll'");
+    goto out;
+  }
+  if (loop)
+    cfg.loop = strcmp(loop, "epoll") == 0 ? DLTC_LOOP_EPOLL : DLTC_LOOP_POLL;
+  if (allowed != Py_None) {
+    if (PyUnicode_Check(allowed)) {
+      PyErr_SetString(PyExc_TypeError, "allowed_hosts must be a list of host names, not a str");
+      goto out;
+    }
+    if ((n_hosts = strings_from(allowed, hosts, DLTC_MAX_ALLOWED_HOSTS, "allowed_hosts")) < 0)
+      goto out;
+    cfg.allowed_hosts = (const char *const *)hosts;
+    cfg.n_allowed = (size_t)n_hosts;
+  }
+  if (headers != Py_None) {
+    if ((n_hdrs = headers_from(headers, hdrs, DLTC_MAX_HEADERS)) < 0)
+      goto out;
+    cfg.headers = (const char *const *)hdrs;
+    cfg.n_headers = (size_t)n_hdrs;
+  }
+  if (ca != Py_None) {
+    PyObject *fs = PyOS_FSPath(ca);
+    if (!fs)
+      goto out;
+    PyObject *b = NULL;
+    if (!PyUnicode_FSConverter(fs, &b)) {
+      Py_DECREF(fs);
+      goto out;
+    }
+    Py_DECREF(fs);
+    char *p = strdup(PyBytes_AS_STRING(b));
+    Py_DECREF(b);
+    if (!p) {
+      PyErr_NoMemory();
+      goto out;
+    }
+    cfg.ca_file = p;
+  }
+  if (ua != Py_None && !(cfg.user_agent = PyUnicode_AsUTF8(ua)))
+    goto out;
+  if (!(mod = PyType_GetModuleByDef(type, &native_module)))
+    goto out;
+  c = (struct client_object *)type->tp_alloc(type, 0);
+  if (!c)
+    goto out;
+  if (!(c->resp_type = PyObject_GetAttrString(mod, "Response")) || !(c->tags = PyDict_New()))
+    goto out;
+  struct dltc_error err;
+  dltc_error_reset(&err);
+  int rc = dltc_engine_new(&cfg, &c->eng, &err);
+  if (rc) {
+    engine_raise(rc, &err);
+    goto out;
+  }
+  result = (PyObject *)c;
+  c = NULL;
+out:
+  Py_XDECREF(c);
+  for (size_t i = 0; i < DLTC_MAX_ALLOWED_HOSTS; i++) /* also on partial failure */
+    free(hosts[i]);
+  for (size_t i = 0; i < DLTC_MAX_HEADERS; i++)
+    free(hdrs[i]);
+  free((char *)cfg.ca_file);
+  return result;
+}
+
+static int client_traverse(PyObject *self, visitproc visit, void *arg) {
+  struct client_object *c = (struct client_object *)self;
+  Py_VISIT(Py_TYPE(self));
+  Py_VISIT(c->resp_type);
+  Py_VISIT(c->tags);
+  return 0;
+}
+
+static int client_clear(PyObject *self) {
+  struct client_object *c = (struct client_object *)self;
+  Py_CLEAR(c->resp_type);
+  Py_CLEAR(c->tags);
+  return 0;
+}
+
+static void client_dealloc(PyObject *self) {
+  struct client_object *c = (struct client_object *)self;
+  PyTypeObject *tp = Py_TYPE(self);
+  PyObject_GC_UnTrack(self);
+  if (c->eng) {
+    struct dltc_engine *eng = c->eng;
+    c->eng = NULL;
+    PyThreadState *ts = PyEval_SaveThread();
+    dltc_engine_free(eng);
+    PyEval_RestoreThread(ts);
+  }
+  client_clear(self);
+  tp->tp_free(self);
+  Py_DECREF(tp);
+}
+
+static PyObject *client_submit(PyObject *self, PyObject *args, PyObject *kwds) {
+  static char *kwlist[] = {"url", "tag", "etag", "empty_on", NULL};
+  struct client_object *c = (struct client_object *)self;
+  const char *url, *etag = NULL;
+  PyObject *tag = Py_None, *empty = NULL;
+  int codes[DLTC_MAX_EMPTY_ON];
+  size_t n_codes = 0;
+  if (!PyArg_ParseTupleAndKeywords(args, kwds, "s|$OzO:submit", kwlist, &url, &tag, &etag, &empty))
+    return NULL;
+  if (!client_ok(c))
+    return NULL;
+  if (empty && empty != Py_None) {
+    PyObject *seq = PySequence_Fast(empty, "empty_on must be a sequence of HTTP statuses");
+    if (!seq)
+      return NULL;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    if (n > DLTC_MAX_EMPTY_ON) {
+      Py_DECREF(seq);
+      PyErr_Format(PyExc_ValueError, "empty_on: at most %d statuses", DLTC_MAX_EMPTY_ON);
+      return NULL;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+      long v = PyLong_AsLong(PySequence_Fast_GET_ITEM(seq, i));
+      if (v == -1 && PyErr_Occurred()) {
+        Py_DECREF(seq);
+        return NULL;
+      }
+      codes[n_codes++] = (int)v;
+    }
+    Py_DECREF(seq);
+  }
+  uint64_t id = 0;
+  PyObject *key = NULL;
+  if (tag != Py_None) { /* record the tag before the request can complete */
+    id = dltc_engine_reserve_id(c->eng);
+    if (!(key = PyLong_FromUnsignedLongLong(id)) || PyDict_SetItem(c->tags, key, tag) < 0) {
+      Py_XDECREF(key);
+      return NULL;
+    }
+  }
+  struct dltc_error err;
+  dltc_error_reset(&err);
+  int rc = dltc_engine_submit(c->eng, url, etag, codes, n_codes, &id, &err);
+  if (rc) {
+    if (key && PyDict_DelItem(c->tags, key) < 0)
+      PyErr_Clear();
+    Py_XDECREF(key);
+    return engine_raise(rc, &err);
+  }
+  Py_XDECREF(key);
+  return PyLong_FromUnsignedLongLong(id);
+}
+
+/* Wait for the next response. timeout < 0: forever. Returns a new reference
+ * (Response or None) or NULL with an exception (e.g. KeyboardInterrupt). */
+static PyObject *client_wait(struct client_object *c, double timeout) {
+  double deadline = 0;
+  if (timeout >= 0) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    deadline = (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9 + timeout;
+  }
+  for (;;) {
+    if (c->closed || !c->eng)
+      Py_RETURN_NONE;
+    struct dltc_response *ready = NULL;
+    struct dltc_error err0;
+    /* fast path: a response is already waiting; take it without releasing the GIL */
+    if (dltc_engine_next(c->eng, 0, &ready, &err0) == 0)
+      return response_from(c, ready);
+    if (dltc_engine_pending(c->eng) == 0)
+      Py_RETURN_NONE;
+    int slice = ENGINE_SLICE_MS;
+    if (timeout >= 0) {
+      struct timespec ts;
+      clock_gettime(CLOCK_MONOTONIC, &ts);
+      double left = deadline - ((double)ts.tv_sec + (double)ts.tv_nsec * 1e-9);
+      if (left < 0)
+        left = 0;
+      if (left * 1000 < slice)
+        slice = (int)(left * 1000);
+    }
+    struct dltc_response *r = NULL;
+    struct dltc_error err;
+    int rc;
+    struct dltc_engine *eng = c->eng;
+    PyThreadState *ts = PyEval_SaveThread();
+    rc = dltc_engine_next(eng, slice, &r, &err);
+    PyEval_RestoreThread(ts);
+    if (rc == 0)
+      return response_from(c, r);
+    if (rc != DLTC_EAGAIN)
+      Py_RETURN_NONE; /* closed meanwhile */
+    if (PyErr_CheckSignals() < 0)
+      return NULL;
+    if (timeout >= 0 && slice < ENGINE_SLICE_MS)
+      Py_RETURN_NONE;
+  }
+}
+
+static PyObject *client_next_method(PyObject *self, PyObject *args, PyObject *kwds) {
+  static char *kwlist[] = {"timeout", NULL};
+  PyObject *t = Py_None;
+  if (!PyArg_ParseTupleAndKeywords(args, kwds, "|O:next", kwlist, &t))
+    return NULL;
+  double timeout = -1;
+  if (t != Py_None) {
+    timeout = PyFloat_AsDouble(t);
+    if (timeout == -1.0 && PyErr_Occurred())
+      return NULL;
+    if (timeout < 0)
+      timeout = 0;
+  }
+  return client_wait((struct client_object *)self, timeout);
+}
+
+static PyObject *client_iternext(PyObject *self) {
+  PyObject *r = client_wait((struct client_object *)self, -1);
+  if (r == Py_None) { /* nothing pending: end of iteration */
+    Py_DECREF(r);
+    return NULL;
+  }
+  return r;
+}
+
+static PyObject *client_close(PyObject *self, PyObject *noargs) {
+  (void)noargs;
+  struct client_object *c = (struct client_object *)self;
+  if (c->eng && !c->closed) {
+    c->closed = 1;
+    struct dltc_engine *eng = c->eng;
+    PyThreadState *ts = PyEval_SaveThread();
+    dltc_engine_stop(eng);
+    PyEval_RestoreThread(ts);
+    PyDict_Clear(c->tags);
+  }
+  Py_RETURN_NONE;
+}
+
+static PyObject *client_enter(PyObject *self, PyObject *noargs) {
+  (void)noargs;
+  if (!client_ok((struct client_object *)self))
+    return NULL;
+  return Py_NewRef(self);
+}
+
+static PyObject *client_exit(PyObject *self, PyObject *args) {
+  (void)args;
+  PyObject *r = client_close(self, NULL);
+  if (!r)
+    return NULL;
+  Py_DECREF(r);
+  Py_RETURN_FALSE;
+}
+
+/* Sets d[key] = v (stealing v). Returns 0 or -1. */
+static int dict_steal(PyObject *d, const char *key, PyObject *v) {
+  if (!v)
+    return -1;
+  int rc = PyDict_SetItemString(d, key, v);
+  Py_DECREF(v);
+  return rc;
+}
+
+static PyObject *client_stats(PyObject *self, PyObject *noargs) {
+  (void)noargs;
+  struct client_object *c = (struct client_object *)self;
+  if (!c->eng)
+    return PyDict_New();
+  struct dltc_engine_stats *st = PyMem_Malloc(sizeof *st);
+  if (!st)
+    return PyErr_NoMemory();
+  struct dltc_engine *eng = c->eng;
+  PyThreadState *ts = PyEval_SaveThread();
+  dltc_engine_stats(eng, st);
+  PyEval_RestoreThread(ts);
+  PyObject *d = PyDict_New(), *rb = PyDict_New(), *hist = PyList_New((Py_ssize_t)st->n_history);
+  if (!d || !rb || !hist)
+    goto fail;
+  for (int i = 0; i < DLTC_RC_COUNT; i++)
+    if (dict_steal(rb, dltc_retry_cause_name(i), PyLong_FromUnsignedLongLong(st->retries[i])) < 0)
+      goto fail;
+  for (size_t i = 0; i < st->n_history; i++) {
+    PyObject *t = Py_BuildValue("(di)", st->history_t[i], st->history_w[i]);
+    if (!t)
+      goto fail;
+    PyList_SET_ITEM(hist, (Py_ssize_t)i, t);
+  }
+  uint64_t total_retries = 0;
+  for (int i = 0; i < DLTC_RC_COUNT; i++)
+    total_retries += st->retries[i];
+  if (dict_steal(d, "requests", PyLong_FromUnsignedLongLong(st->requests)) < 0 ||
+      dict_steal(d, "responses", PyLong_FromUnsignedLongLong(st->responses)) < 0 ||
+      dict_steal(d, "errors", PyLong_FromUnsignedLongLong(st->errors)) < 0 ||
+      dict_steal(d, "wire_bytes", PyLong_FromUnsignedLongLong(st->wire_bytes)) < 0 ||
+      dict_steal(d, "decoded_bytes", PyLong_FromUnsignedLongLong(st->decoded_bytes)) < 0 ||
+      dict_steal(d, "not_modified", PyLong_FromUnsignedLongLong(st->not_modified)) < 0 ||
+      dict_steal(d, "status_429", PyLong_FromUnsignedLongLong(st->status_429)) < 0 ||
+      dict_steal(d, "status_503", PyLong_FromUnsignedLongLong(st->status_503)) < 0 ||
+      dict_steal(d, "refused", PyLong_FromUnsignedLongLong(st->refused)) < 0 ||
+      dict_steal(d, "redirects", PyLong_FromUnsignedLongLong(st->redirects)) < 0 ||
+      dict_steal(d, "http2", PyLong_FromUnsignedLongLong(st->http2)) < 0 ||
+      dict_steal(d, "connects", PyLong_FromUnsignedLongLong(st->connects)) < 0 ||
+      dict_steal(d, "retries", PyLong_FromUnsignedLongLong(total_retries)) < 0 ||
+      dict_steal(d, "retries_by_cause", Py_NewRef(rb)) < 0 ||
+      dict_steal(d, "window", PyLong_FromLong(st->window)) < 0 ||
+      dict_steal(d, "window_history", Py_NewRef(hist)) < 0 ||
+      dict_steal(d, "inflight", PyLong_FromLong(st->inflight)) < 0 ||
+      dict_steal(d, "latency_p50", PyFloat_FromDouble(st->latency_p50)) < 0 ||
+      dict_steal(d, "latency_p99", PyFloat_FromDouble(st->latency_p99)) < 0 ||
+      dict_steal(d, "pending", PyLong_FromSize_t(dltc_engine_pending(eng))) < 0)
+    goto fail;
+  Py_DECREF(rb);
+  Py_DECREF(hist);
+  PyMem_Free(st);
+  return d;
+fail:
+  Py_XDECREF(d);
+  Py_XDECREF(rb);
+  Py_XDECREF(hist);
+  PyMem_Free(st);
+  return NULL;
+}
+
+static PyObject *client_pending(PyObject *self, void *closure) {
+  (void)closure;
+  struct client_object *c = (struct client_object *)self;
+  return PyLong_FromSize_t(c->eng && !c->closed ? dltc_engine_pending(c->eng) : 0);
+}
+
+static PyObject *client_closed(PyObject *self, void *closure) {
+  (void)closure;
+  return PyBool_FromLong(((struct client_object *)self)->closed);
+}
+
+static PyMethodDef client_methods[] = {
+    {"submit", (PyCFunction)(void (*)(void))client_submit, METH_VARARGS | METH_KEYWORDS,
+     "submit(url, *, tag=None, etag=None, empty_on=()) -> int\n\nQueue a GET; thread-safe, never "
+     "blocks on the network. Exactly one Response per call, refused URLs included."},
+    {"next", (PyCFunction)(void (*)(void))client_next_method, METH_VARARGS | METH_KEYWORDS,
+     "next(timeout=None) -> Response | None\n\nWait (GIL released) for a finished request. None "
+     "on timeout, when nothing is pending, or once closed. Ctrl-C interrupts it."},
+    {"stats", client_stats, METH_NOARGS, "Counters: requests, bytes, 304s, 429s, retries..."},
+    {"close", client_close, METH_NOARGS,
+     "Stop the engine: every transfer and curl handle is cleaned up, pending responses are "
+     "dropped; waiting next() calls in other threads return None."},
+    {"__enter__", client_enter, METH_NOARGS, NULL},
+    {"__exit__", client_exit, METH_VARARGS, NULL},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef client_getset[] = {
+    {"pending", client_pending, NULL, "Submitted and not yet returned.", NULL},
+    {"closed", client_closed, NULL, "True after close().", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyObject *client_iter(PyObject *self) { return Py_NewRef(self); }
+
+static PyType_Slot client_slots[] = {
+    {Py_tp_doc,
+     "Client(*, max_concurrency=256, initial_concurrency=8, rps=None, ...)\n\n"
+     "Concurrent HTTP GETs on a libcurl engine thread, with per-host adaptive concurrency,\n"
+     "retries, conditional requests and safety caps. Iterating yields Responses until nothing\n"
+     "is pending.\n\n"
+     "Thread safety: one Client may be shared by several Python threads. submit(), next(),\n"
+     "iteration, pending and stats() may run concurrently; each Response is delivered to\n"
+     "exactly one caller. close() may be called from any thread; next() calls waiting in\n"
+     "other threads then return None."},
+    {Py_tp_new, client_new},
+    {Py_tp_dealloc, client_dealloc},
+    {Py_tp_traverse, client_traverse},
+    {Py_tp_clear, client_clear},
+    {Py_tp_methods, client_methods},
+    {Py_tp_getset, client_getset},
+    {Py_tp_iter, client_iter},
+    {Py_tp_iternext, client_iternext},
+    {0, NULL},
+};
+
+static PyType_Spec client_spec = {
+    .name = "dltc._native.Client",
+    .basicsize = sizeof(struct client_object),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_IMMUTABLETYPE,
+    .slots = client_slots,
+};
+
+/* Stores a new type in the first free slot of the module state's types[]. */
+static int engine_add_type(PyObject *module, PyType_Spec *spec, const char *name) {
+  struct module_state *st = get_state(module);
+  PyObject *t = PyType_FromModuleAndSpec(module, spec, NULL);
+  if (!t)
+    return -1;
+  if (PyModule_AddObjectRef(module, name, t) < 0) {
+    Py_DECREF(t);
+    return -1;
+  }
+  for (size_t i = 0; i < sizeof st->types / sizeof st->types[0]; i++)
+    if (!st->types[i]) {
+      st->types[i] = t; /* steals */
+      return 0;
+    }
+  Py_DECREF(t);
+  PyErr_SetString(PyExc_SystemError, "dltc._native: module state types[] is full");
+  return -1;
+}
+
+static int engine_add_types(PyObject *module) {
+  if (engine_add_type(module, &response_spec, "Response") < 0)
+    return -1;
+  return engine_add_type(module, &client_spec, "Client");
 }
 
 /* --------------------------------------------------------------- decoder -- */

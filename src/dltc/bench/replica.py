@@ -81,7 +81,9 @@ def _wrk(wrk: str, url: str, script: Path, conns: int, duration: float) -> dict:
     threads = max(1, min(2, conns))
     cmd = [wrk, "-t", str(threads), "-c", str(conns), "-d", f"{duration:g}s", "--timeout", "10s",
            "-s", str(script), url]
-    p = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 60)
+    env = {k: v for k, v in os.environ.items()          # no sanitizer preload for wrk
+           if k not in ("LD_PRELOAD", "ASAN_OPTIONS", "UBSAN_OPTIONS")}
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 60, env=env)
     for line in p.stdout.splitlines():
         if line.startswith("DLTC_JSON "):
             return json.loads(line[len("DLTC_JSON "):])
@@ -160,8 +162,14 @@ def main(argv: list[str]) -> int:
         print("dltc.bench replica: --duration in (0, 30], --concurrency in 1..4096, "
               "--encodings gzip|identity", file=sys.stderr)
         return 2
-    data = Path(a.data) if a.data else _default_data(a.players, a.months, a.seed, a.now)
-    out = run(data, conc, lats, encs, a.duration, a.workers, a.tls, a.faults)
+    from dltc.replica import ReplicaError
+
+    try:
+        data = Path(a.data) if a.data else _default_data(a.players, a.months, a.seed, a.now)
+        out = run(data, conc, lats, encs, a.duration, a.workers, a.tls, a.faults)
+    except (ReplicaError, RuntimeError, ValueError) as e:
+        print(f"dltc.bench replica: {e}", file=sys.stderr)
+        return 2
     if a.json:
         print(json.dumps(out, indent=1))
     else:

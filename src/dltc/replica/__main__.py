@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 import time
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m dltc.replica",
+    p = _Parser(prog="python -m dltc.replica",
                                 description="A local chess.com PubAPI replica.")
     sub = p.add_subparsers(dest="cmd", required=True)
 
@@ -23,6 +24,8 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--now", required=True, help="YYYY-MM-DD: the replica's today")
     g.add_argument("--out", required=True, help="data directory to write")
+    g.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                   help="generator processes (the output does not depend on it)")
 
     s = sub.add_parser("serve", help="serve a data set until Ctrl-C")
     s.add_argument("--data", required=True, help="data directory (from generate)")
@@ -37,7 +40,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--workers", type=int, default=2, help="nginx worker processes")
     s.add_argument("--json", action="store_true", help="print the URLs as one JSON line")
 
-    a = sub.add_parser("advance", help="add games to the open month; then reload the server")
+    a = sub.add_parser("advance", help="add games to the open month; then `kill -HUP serve_pid`")
     a.add_argument("--data", required=True)
     a.add_argument("--games", type=int, required=True)
     a.add_argument("--seed", type=int, default=None)
@@ -48,33 +51,48 @@ class _Stop(Exception):
     pass
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (no usage dump): what is wrong and where to look."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
 def _serve(args) -> int:
     from dltc.replica.server import Replica
 
     api = Replica(args.data, port=args.port, tls=args.tls, latency_ms=args.latency_ms,
                   jitter_ms=args.jitter_ms, max_parallel=args.max_parallel,
                   retry_after=args.retry_after, faults=args.faults, workers=args.workers)
+    reload_asked = []
 
     def on_term(signum, frame):
         raise _Stop()
 
+    def on_hup(signum, frame):
+        reload_asked.append(1)
+
     signal.signal(signal.SIGTERM, on_term)
-    signal.signal(signal.SIGHUP, on_term)
+    signal.signal(signal.SIGHUP, on_hup)
     try:
         api.start()
+        info = {"base_url": api.base_url, "pub_url": api.base_url + "/pub/",
+                "callback_url": api.base_url + "/callback/", "ca_file": api.ca_file,
+                "pid": api.pid, "app_pid": api.app_pid, "serve_pid": os.getpid()}
         if args.json:
-            print(json.dumps({"base_url": api.base_url, "ca_file": api.ca_file, "pid": api.pid,
-                              "app_pid": api.app_pid}), flush=True)
+            print(json.dumps(info), flush=True)
         else:
-            print(f"base_url {api.base_url}", flush=True)
-            print(f"pub_url {api.base_url}/pub/", flush=True)
-            print(f"callback_url {api.base_url}/callback/", flush=True)
-            if api.ca_file:
-                print(f"ca_file {api.ca_file}", flush=True)
-            print(f"pid {api.pid}", flush=True)
-            print("serving; Ctrl-C to stop", file=sys.stderr, flush=True)
+            for k, v in info.items():
+                if v is not None:
+                    print(f"{k} {v}", flush=True)
+            print("serving; Ctrl-C to stop; `kill -HUP serve_pid` re-reads the data dir "
+                  "(after advance)", file=sys.stderr, flush=True)
         while True:
-            time.sleep(3600)
+            time.sleep(0.2)
+            if reload_asked:
+                reload_asked.clear()
+                api.reload()
+                print(f"reloaded {args.data}", file=sys.stderr, flush=True)
     except (KeyboardInterrupt, _Stop):
         return 0
     finally:
@@ -92,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
             from dltc.replica import generate
 
             meta = generate(args.out, players=args.players, months=args.months, seed=args.seed,
-                            now=args.now)
+                            now=args.now, workers=args.workers)
             print(json.dumps({"out": str(args.out), "players": len(meta.get("players", [])),
                               "months": meta.get("months")}))
             return 0

@@ -326,11 +326,16 @@ async def _main(cfg: dict) -> None:
     parent = os.getppid()
 
     async def watch_parent():
-        # Belt and braces next to PR_SET_PDEATHSIG: exit when re-parented.
+        # Next to PR_SET_PDEATHSIG: when the replica's owner dies (we get re-parented),
+        # stop the whole process group, nginx included, and ourselves.
         while not stop.is_set():
             if os.getppid() != parent:
+                try:
+                    os.killpg(os.getpgrp(), signal.SIGTERM)
+                except OSError:
+                    pass
                 stop.set()
-            await asyncio.sleep(0.5)
+            await asyncio.sleep(0.25)
 
     watcher = asyncio.create_task(watch_parent())
     async with server:

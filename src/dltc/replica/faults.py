@@ -59,8 +59,15 @@ class FaultPlan:
         return None
 
 
-def parse_spec(spec: str | None) -> FaultPlan | None:
-    """Parse 'seed=7,p500=0.02,...,fail_path=/pub/...' (see CONTRACTS.md); None/'' -> None."""
+def parse_spec(spec: str | dict | None) -> FaultPlan | None:
+    """Parse 'seed=7,p500=0.02,...,fail_path=/pub/...' (see CONTRACTS.md); None/'' -> None.
+    A dict {"seed": 7, "p500": 0.02, "fail_path": [...]} is accepted too."""
+    if isinstance(spec, dict):
+        parts = []
+        for k, v in spec.items():
+            for one in (v if isinstance(v, (list, tuple)) else [v]):
+                parts.append(f"{k}={one}")
+        spec = ",".join(parts)
     if spec is None or not spec.strip():
         return None
     plan = FaultPlan()

@@ -15,6 +15,7 @@ import ctypes
 import http.client
 import json
 import os
+import shutil
 import signal
 import socket
 import ssl
@@ -23,7 +24,6 @@ import sys
 import tempfile
 import threading
 import time
-import weakref
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -32,8 +32,12 @@ from dltc.replica import nginx as N
 from dltc.replica.tls import TLSError, make_certs
 
 _PR_SET_PDEATHSIG = 1
-_live: "weakref.WeakSet[Replica]" = weakref.WeakSet()
+_live: "set[Replica]" = set()        # started and not yet stopped; atexit stops them
 _lock = threading.Lock()
+try:                                  # resolved here: no dlopen between fork and exec
+    _prctl = ctypes.CDLL(None, use_errno=True).prctl
+except (OSError, AttributeError):
+    _prctl = None
 
 
 class ReplicaError(RuntimeError):
@@ -42,11 +46,15 @@ class ReplicaError(RuntimeError):
 
 def _pdeathsig() -> None:
     """preexec_fn: the child gets SIGTERM when the thread that started it dies."""
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
-    except Exception:
-        pass
+    if _prctl is not None:
+        _prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+
+
+def _preexec():
+    """PR_SET_PDEATHSIG fires when the *thread* that forked exits, so it is only set from
+    the main thread (which lives as long as the process). Either way the app watches its
+    parent and, when re-parented, TERMs the whole group (nginx included)."""
+    return _pdeathsig if threading.current_thread() is threading.main_thread() else None
 
 
 def _stop_all() -> None:
@@ -194,7 +202,7 @@ class Replica:
                      str(self.prefix / "error.log")],
                     stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                     pass_fds=(sock.fileno(),), env=env, process_group=0,
-                    preexec_fn=_pdeathsig)
+                    preexec_fn=_preexec())
             finally:
                 out.close()
             self._procs.append(p)
@@ -206,7 +214,7 @@ class Replica:
                 a = subprocess.Popen(
                     [sys.executable, "-m", "dltc.replica.app", str(self.prefix / "app.json")],
                     stdin=subprocess.DEVNULL, stdout=app_out, stderr=subprocess.STDOUT,
-                    process_group=self.pgid, preexec_fn=_pdeathsig, close_fds=True)
+                    process_group=self.pgid, preexec_fn=_preexec(), close_fds=True)
             finally:
                 app_out.close()
             self._procs.append(a)
@@ -292,7 +300,6 @@ class Replica:
                     pass
             self.pgid = None
         if self.prefix is not None and self.prefix.exists():
-            import shutil
             shutil.rmtree(self.prefix, ignore_errors=True)
 
     # ---- API ------------------------------------------------------------------------
