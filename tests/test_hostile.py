@@ -643,8 +643,10 @@ def test_chess_token_never_in_error_log_or_rejects(chess_data, tmp_path, caplog)
     # 2. a run whose contract discards drifted rows into _dltc_rejects
     with R.serve(str(chess_data), faults="seed=2,drift_extra=0.5") as api:
         pipe.run(chess_source(api.base_url, players, None, None,
-                              client_options={"headers": headers}),
-                 schema_contract={"columns": "discard_row"})
-    rej = repr(rejects(db))
+                              client_options={"headers": headers},
+                              schema_contract={"columns": "discard_row"}))
+    rows = rejects(db)
+    assert rows, "drift_extra=0.5 under discard_row must leave reject records"
+    rej = repr(rows)
     for blob in (text, caplog.text, rej):
         assert SECRET not in blob and COOKIE not in blob

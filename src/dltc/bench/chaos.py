@@ -173,8 +173,8 @@ def run(players: int = 30, months: int = 4, seed: int = 7, latency_ms: float = 5
         with R.serve(str(data), latency_ms=latency_ms,
                      faults=f"seed={seed + 1},{DRIFT_FAULTS}") as api:
             pipe.run(chess_source(api.base_url, names, *second, max_concurrency=32,
-                                  stats=stats2),
-                     schema_contract={"columns": "discard_row", "data_type": "evolve"})
+                                  stats=stats2, schema_contract={"columns": "discard_row",
+                                                                 "data_type": "evolve"}))
             faults2 = api.fault_counts()
         rej = rejects(db)
         rej_games = [r for r in rej if "/games/" in str(r.get("source_url", ""))]
