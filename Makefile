@@ -118,3 +118,25 @@ demo: build
 
 clean:
 	rm -rf build $(VENV) .stamp-apt
+
+# ---- fuzzing: decoder (libFuzzer + ASan + UBSan, core sources linked directly) ----
+# Seeds are read in place from the shared test data; new inputs go to build/fuzz/.
+FUZZ_SECONDS ?= 60
+TESTDATA ?= $(CURDIR)/../shared/testdata
+FUZZ_DECODE_SRC := tests/fuzz/fuzz_decode.c csrc/decode.c csrc/schema.c csrc/arrow.c csrc/num.c csrc/error.c
+
+build/fuzz/fuzz_decode: $(FUZZ_DECODE_SRC) $(wildcard csrc/*.h) | .stamp-apt
+	@mkdir -p build/fuzz
+	clang -std=c11 -D_GNU_SOURCE -g -O1 -Wall -Wextra -Werror -Icsrc \
+	  -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
+	  -o $@ $(FUZZ_DECODE_SRC) -lm
+
+fuzz-decode: build/fuzz/fuzz_decode
+	@mkdir -p build/fuzz/corpus-decode
+	ASAN_OPTIONS=detect_leaks=1 build/fuzz/fuzz_decode -max_total_time=$(FUZZ_SECONDS) \
+	  -max_len=32768 -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
+	  build/fuzz/corpus-decode $(TESTDATA)/json-test-suite/test_parsing $(TESTDATA)/chesscom
+
+.PHONY: fuzz-decode
+fuzz: fuzz-decode
+test: fuzz-decode

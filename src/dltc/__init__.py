@@ -7,7 +7,8 @@ source), ``dltc.read_json`` (JSON bytes to Arrow, strictly), the fetch ``Client`
 
 from dltc._native import FetchError, JSONDecodeError, curl_version, version
 from dltc._native import Client, Response  # the fetch engine (CONTRACTS.md section 3)
+from dltc.json import read_json
 
 __version__ = version()
 
-__all__ = ["FetchError", "JSONDecodeError", "__version__", "curl_version", "version"]
+__all__ = ["Client", "FetchError", "JSONDecodeError", "Response", "__version__", "curl_version", "read_json", "version"]

@@ -1,0 +1,1988 @@
+/* The decoder: a strict RFC 8259 parser over one complete document that writes
+ * Arrow builders directly (no DOM), flattening objects into path columns, turning
+ * lists into child tables, inferring types and applying dlt's contract modes.
+ *
+ * Decisions (documented in the report and tested):
+ * - A lone UTF-16 surrogate in a \u escape is rejected (Arrow utf8 cannot hold it).
+ * - Integers beyond int64 are read as (correctly rounded) doubles.
+ * - Doubles: exact fast path or strtod_l("C"), see num.c.
+ * - Batches close only at document boundaries, so a failed document rolls back
+ *   by truncating the open builders. */
+#include "decode.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
+#include "num.h"
+#include "schema.h"
+
+#define NOINLINE __attribute__((noinline, cold))
+#define LIKELY(x) __builtin_expect(!!(x), 1)
+#define UNLIKELY(x) __builtin_expect(!!(x), 0)
+
+#define REJECTS_MAX_PENDING 64
+
+struct pending_reject {
+  char *path;
+  const char *reason;
+  int32_t node; /* the column's node, -1 */
+  int64_t row;  /* row of the node's table the value was in */
+};
+
+struct frame {
+  const char *key; /* raw (escaped) key bytes in the input, or NULL for an index */
+  uint32_t keylen;
+  int64_t idx;
+};
+
+struct dltc_decoder {
+  struct dltc_schema s;
+  int32_t root_table, rejects_table;
+  char *selector;
+  size_t selector_len;
+  int infer, mode_columns, mode_data_type, child_tables, dlt_ids;
+  char *load_id;
+  size_t load_id_len;
+  char *root_name;
+  struct {
+    char *key; /* components joined by \x1f */
+    size_t len;
+    char *name;
+  } *names;
+  size_t nnames;
+  int64_t batch_rows;
+  int max_depth;
+  int64_t max_string;
+  struct dltc_decoder_stats st;
+  char *scratch; /* decoded keys / strings that cannot go straight to a column */
+  size_t scratch_cap;
+  int64_t *marks_doc, *marks_rec;
+  size_t marks_cap;
+  struct frame *frames;
+  struct pending_reject pend[REJECTS_MAX_PENDING];
+  int npend;
+  int64_t pend_dropped;
+  uint8_t rnd[4096];
+  size_t rnd_pos;
+};
+
+struct parser {
+  struct dltc_decoder *d;
+  struct dltc_schema *s;
+  const char *base, *p, *end;
+  struct dltc_error *err;
+  int depth;
+  int npath;
+  const char *url;
+  size_t url_len;
+  int discard;        /* current root record is dropped (discard_row) */
+  const char *vstart; /* start of the value being stored (freeze errors point here) */
+};
+
+/* value kinds reuse enum dltc_type: TEXT, BIGINT, DOUBLE, BOOL, JSON */
+struct value {
+  int kind;
+  int64_t i;
+  double f;
+  const char *str; /* decoded text (TEXT) or raw JSON (JSON) */
+  size_t n;
+};
+
+/* ---- errors (out of line) ---------------------------------------------------------- */
+
+static size_t path_format(const struct parser *ps, char *buf, size_t cap) {
+  size_t k = 0;
+  if (cap < 2)
+    return 0;
+  buf[k++] = '$';
+  for (int i = 0; i < ps->npath && k + 1 < cap; i++) {
+    const struct frame *f = &ps->d->frames[i];
+    int w;
+    if (f->key)
+      w = snprintf(buf + k, cap - k, ".%.*s", (int)f->keylen, f->key);
+    else
+      w = snprintf(buf + k, cap - k, "[%lld]", (long long)f->idx);
+    if (w < 0)
+      break;
+    k += (size_t)w;
+    if (k >= cap)
+      k = cap - 1;
+  }
+  buf[k] = '\0';
+  return k;
+}
+
+NOINLINE static int fail(struct parser *ps, int code, const char *fmt, ...) {
+  struct dltc_error *err = ps->err;
+  if (!err)
+    return code;
+  if (err->code)
+    return err->code; /* keep the first (innermost) error */
+  err->code = code;
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(err->msg, sizeof err->msg, fmt, ap);
+  va_end(ap);
+  err->offset = ps->p - ps->base;
+  path_format(ps, err->path, sizeof err->path);
+  return code;
+}
+
+/* An error that happened below (e.g. ENOMEM in a builder): add offset and path. */
+NOINLINE static int fail_from(struct parser *ps, int code) {
+  if (ps->err) {
+    ps->err->offset = ps->p - ps->base;
+    path_format(ps, ps->err->path, sizeof ps->err->path);
+    if (!ps->err->code)
+      ps->err->code = code;
+  }
+  return code;
+}
+
+/* ---- scanning ------------------------------------------------------------------------ */
+
+static inline void skip_ws(struct parser *ps) {
+  const char *p = ps->p, *end = ps->end;
+  while (p < end && (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t'))
+    p++;
+  ps->p = p;
+}
+
+static inline int hexval(char c) {
+  if (c >= '0' && c <= '9')
+    return c - '0';
+  if (c >= 'a' && c <= 'f')
+    return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F')
+    return c - 'A' + 10;
+  return -1;
+}
+
+static int hex4(const char *p, const char *end, unsigned *out) {
+  if (end - p < 4)
+    return -1;
+  unsigned v = 0;
+  for (int i = 0; i < 4; i++) {
+    int h = hexval(p[i]);
+    if (h < 0)
+      return -1;
+    v = v << 4 | (unsigned)h;
+  }
+  *out = v;
+  return 0;
+}
+
+/* Validate one UTF-8 sequence starting at p (lead byte >= 0x80); returns its length or 0. */
+static inline int utf8_seq(const unsigned char *p, const unsigned char *end) {
+  unsigned c = p[0];
+  if (c < 0xC2)
+    return 0;
+  if (c < 0xE0) {
+    if (end - p < 2 || (p[1] & 0xC0) != 0x80)
+      return 0;
+    return 2;
+  }
+  if (c < 0xF0) {
+    if (end - p < 3 || (p[1] & 0xC0) != 0x80 || (p[2] & 0xC0) != 0x80)
+      return 0;
+    if (c == 0xE0 && p[1] < 0xA0)
+      return 0;
+    if (c == 0xED && p[1] > 0x9F)
+      return 0; /* UTF-16 surrogates */
+    return 3;
+  }
+  if (c < 0xF5) {
+    if (end - p < 4 || (p[1] & 0xC0) != 0x80 || (p[2] & 0xC0) != 0x80 || (p[3] & 0xC0) != 0x80)
+      return 0;
+    if (c == 0xF0 && p[1] < 0x90)
+      return 0;
+    if (c == 0xF4 && p[1] > 0x8F)
+      return 0;
+    return 4;
+  }
+  return 0;
+}
+
+/* Write code point u (a valid scalar value) as UTF-8; returns the bytes written. */
+static inline size_t put_utf8(char *o, unsigned u) {
+  if (u < 0x80) {
+    o[0] = (char)u;
+    return 1;
+  }
+  if (u < 0x800) {
+    o[0] = (char)(0xC0 | (u >> 6));
+    o[1] = (char)(0x80 | (u & 0x3F));
+    return 2;
+  }
+  if (u < 0x10000) {
+    o[0] = (char)(0xE0 | (u >> 12));
+    o[1] = (char)(0x80 | ((u >> 6) & 0x3F));
+    o[2] = (char)(0x80 | (u & 0x3F));
+    return 3;
+  }
+  o[0] = (char)(0xF0 | (u >> 18));
+  o[1] = (char)(0x80 | ((u >> 12) & 0x3F));
+  o[2] = (char)(0x80 | ((u >> 6) & 0x3F));
+  o[3] = (char)(0x80 | (u & 0x3F));
+  return 4;
+}
+
+enum { SCAN_NOROOM = -1 };
+
+/* At '"': validate the string (UTF-8, escapes, surrogate pairs, control characters)
+ * and leave ps->p after the closing quote; *start and *len give the raw content and
+ * *esc whether it has escapes. With dst (room bytes), also write the unescaped text
+ * there in the same pass and put its length in *len; if it may not fit, return
+ * SCAN_NOROOM with ps->p unchanged. The output is never longer than the input, so
+ * a 16-byte block store at o is in bounds while (p - s0) + 16 <= room. Reads stay
+ * in [ps->p, ps->end). always_inline: the dst == NULL copy loses the stores. */
+__attribute__((always_inline)) static inline int scan_impl(struct parser *ps, const char **start,
+                                                           size_t *len, int *esc, char *dst,
+                                                           size_t room) {
+  const char *p = ps->p + 1, *end = ps->end;
+  const char *s0 = p;
+  char *o = dst;
+  int has_esc = 0;
+  for (;;) {
+#if defined(__SSE2__)
+    const __m128i quote = _mm_set1_epi8('"'), bs = _mm_set1_epi8('\\'), ctl = _mm_set1_epi8(0x1F);
+    while (end - p >= 16) {
+      if (dst && (size_t)(p - s0) + 16 > room)
+        return SCAN_NOROOM;
+      __m128i v = _mm_loadu_si128((const __m128i *)(const void *)p);
+      if (dst)
+        _mm_storeu_si128((__m128i *)(void *)o, v);
+      __m128i m = _mm_or_si128(_mm_cmpeq_epi8(v, quote), _mm_cmpeq_epi8(v, bs));
+      m = _mm_or_si128(m, _mm_cmpeq_epi8(_mm_max_epu8(v, ctl), ctl));
+      unsigned mask = (unsigned)_mm_movemask_epi8(m) | (unsigned)_mm_movemask_epi8(v);
+      if (mask) {
+        unsigned k = (unsigned)__builtin_ctz(mask);
+        p += k;
+        o += dst ? k : 0;
+        goto special;
+      }
+      p += 16;
+      o += dst ? 16 : 0;
+    }
+#endif
+    while (p < end) {
+      unsigned char c = (unsigned char)*p;
+      if (c == '"' || c == '\\' || c < 0x20 || c >= 0x80)
+        goto special;
+      if (dst) {
+        if ((size_t)(p - s0) + 16 > room)
+          return SCAN_NOROOM;
+        *o++ = (char)c;
+      }
+      p++;
+    }
+    ps->p = p;
+    return fail(ps, DLTC_EPARSE, "unterminated string");
+  special:;
+    if (dst && (size_t)(p - s0) + 16 > room)
+      return SCAN_NOROOM;
+    unsigned char c = (unsigned char)*p;
+    if (c == '"') {
+      if (UNLIKELY((int64_t)(p - s0) > ps->d->max_string)) {
+        ps->p = p + 1;
+        return fail(ps, DLTC_ELIMIT, "string longer than max_string (%lld bytes)",
+                    (long long)ps->d->max_string);
+      }
+      ps->p = p + 1;
+      *start = s0;
+      *len = dst ? (size_t)(o - dst) : (size_t)(p - s0);
+      *esc = has_esc;
+      return 0;
+    }
+    if (c == '\\') {
+      has_esc = 1;
+      if (end - p < 2) {
+        ps->p = p;
+        return fail(ps, DLTC_EPARSE, "unterminated string");
+      }
+      char e = p[1];
+      if (e == 'u') {
+        unsigned u;
+        if (hex4(p + 2, end, &u)) {
+          ps->p = p;
+          return fail(ps, DLTC_EPARSE, "bad \\u escape");
+        }
+        p += 6;
+        if (u >= 0xD800 && u <= 0xDBFF) {
+          unsigned lo;
+          if (end - p < 6 || p[0] != '\\' || p[1] != 'u' || hex4(p + 2, end, &lo) || lo < 0xDC00 ||
+              lo > 0xDFFF) {
+            ps->p = p - 6;
+            return fail(ps, DLTC_EPARSE, "lone surrogate \\u%04X", u);
+          }
+          p += 6;
+          u = 0x10000 + ((u - 0xD800) << 10) + (lo - 0xDC00);
+        } else if (u >= 0xDC00 && u <= 0xDFFF) {
+          ps->p = p - 6;
+          return fail(ps, DLTC_EPARSE, "lone surrogate \\u%04X", u);
+        }
+        if (dst)
+          o += put_utf8(o, u);
+        continue;
+      }
+      char out;
+      switch (e) {
+      case '"': out = '"'; break;
+      case '\\': out = '\\'; break;
+      case '/': out = '/'; break;
+      case 'b': out = '\b'; break;
+      case 'f': out = '\f'; break;
+      case 'n': out = '\n'; break;
+      case 'r': out = '\r'; break;
+      case 't': out = '\t'; break;
+      default: ps->p = p; return fail(ps, DLTC_EPARSE, "bad escape");
+      }
+      if (dst)
+        *o++ = out;
+      p += 2;
+      continue;
+    }
+    if (c < 0x20) {
+      ps->p = p;
+      return fail(ps, DLTC_EPARSE, "control character in string");
+    }
+    int n = utf8_seq((const unsigned char *)p, (const unsigned char *)end);
+    if (!n) {
+      ps->p = p;
+      return fail(ps, DLTC_EPARSE, "invalid UTF-8");
+    }
+    if (dst) {
+      memcpy(o, p, (size_t)n);
+      o += n;
+    }
+    p += n;
+  }
+}
+
+static int scan_string(struct parser *ps, const char **start, size_t *len, int *esc) {
+  return scan_impl(ps, start, len, esc, NULL, 0);
+}
+
+/* scan_impl writing to dst: the one-pass path of text columns. */
+static int scan_copy(struct parser *ps, char *dst, size_t room, size_t *len) {
+  const char *start;
+  int esc;
+  return scan_impl(ps, &start, len, &esc, dst, room);
+}
+
+/* Unescape a validated raw string span into dst (room for n bytes); returns length. */
+static size_t unescape(const char *s, size_t n, char *dst) {
+  const char *end = s + n;
+  char *o = dst;
+  while (s < end) {
+    const char *bs = memchr(s, '\\', (size_t)(end - s));
+    if (!bs) {
+      memcpy(o, s, (size_t)(end - s));
+      o += end - s;
+      break;
+    }
+    memcpy(o, s, (size_t)(bs - s));
+    o += bs - s;
+    s = bs + 1;
+    char e = *s++;
+    switch (e) {
+    case 'b': *o++ = '\b'; break;
+    case 'f': *o++ = '\f'; break;
+    case 'n': *o++ = '\n'; break;
+    case 'r': *o++ = '\r'; break;
+    case 't': *o++ = '\t'; break;
+    case 'u': {
+      unsigned u = 0;
+      hex4(s, end, &u);
+      s += 4;
+      if (u >= 0xD800 && u <= 0xDBFF) {
+        unsigned lo = 0xDC00;
+        hex4(s + 2, end, &lo);
+        s += 6;
+        u = 0x10000 + ((u - 0xD800) << 10) + (lo - 0xDC00);
+      }
+      if (u < 0x80)
+        *o++ = (char)u;
+      else if (u < 0x800) {
+        *o++ = (char)(0xC0 | (u >> 6));
+        *o++ = (char)(0x80 | (u & 0x3F));
+      } else if (u < 0x10000) {
+        *o++ = (char)(0xE0 | (u >> 12));
+        *o++ = (char)(0x80 | ((u >> 6) & 0x3F));
+        *o++ = (char)(0x80 | (u & 0x3F));
+      } else {
+        *o++ = (char)(0xF0 | (u >> 18));
+        *o++ = (char)(0x80 | ((u >> 12) & 0x3F));
+        *o++ = (char)(0x80 | ((u >> 6) & 0x3F));
+        *o++ = (char)(0x80 | (u & 0x3F));
+      }
+      break;
+    }
+    default: *o++ = e; break; /* " \ / */
+    }
+  }
+  return (size_t)(o - dst);
+}
+
+static int scratch_reserve(struct parser *ps, size_t n) {
+  struct dltc_decoder *d = ps->d;
+  if (n <= d->scratch_cap)
+    return 0;
+  size_t c = d->scratch_cap ? d->scratch_cap : 256;
+  while (c < n)
+    c *= 2;
+  char *p = dltc__realloc(d->scratch, c);
+  if (!p)
+    return fail(ps, DLTC_ENOMEM, "out of memory (scratch)");
+  d->scratch = p;
+  d->scratch_cap = c;
+  return 0;
+}
+
+static int skip_value(struct parser *ps);
+
+static int skip_container(struct parser *ps, char close) {
+  if (UNLIKELY(++ps->depth > ps->d->max_depth))
+    return fail(ps, DLTC_ELIMIT, "nesting deeper than max_depth (%d)", ps->d->max_depth);
+  ps->p++;
+  skip_ws(ps);
+  if (ps->p < ps->end && *ps->p == close) {
+    ps->p++;
+    ps->depth--;
+    return 0;
+  }
+  for (;;) {
+    int rc;
+    if (close == '}') {
+      if (ps->p >= ps->end || *ps->p != '"')
+        return fail(ps, DLTC_EPARSE, "expected a key");
+      const char *ks;
+      size_t kn;
+      int ke;
+      if ((rc = scan_string(ps, &ks, &kn, &ke)))
+        return rc;
+      skip_ws(ps);
+      if (ps->p >= ps->end || *ps->p != ':')
+        return fail(ps, DLTC_EPARSE, "expected ':'");
+      ps->p++;
+      skip_ws(ps);
+    }
+    if ((rc = skip_value(ps)))
+      return rc;
+    skip_ws(ps);
+    if (ps->p >= ps->end)
+      return fail(ps, DLTC_EPARSE, "unexpected end of input");
+    if (*ps->p == ',') {
+      ps->p++;
+      skip_ws(ps);
+      continue;
+    }
+    if (*ps->p == close) {
+      ps->p++;
+      ps->depth--;
+      return 0;
+    }
+    return fail(ps, DLTC_EPARSE, close == '}' ? "expected ',' or '}'" : "expected ',' or ']'");
+  }
+}
+
+static int match_lit(struct parser *ps, const char *lit, size_t n) {
+  if ((size_t)(ps->end - ps->p) < n || memcmp(ps->p, lit, n) != 0)
+    return fail(ps, DLTC_EPARSE, "invalid literal");
+  ps->p += n;
+  return 0;
+}
+
+/* Validate and skip one value (no output). */
+static int skip_value(struct parser *ps) {
+  if (ps->p >= ps->end)
+    return fail(ps, DLTC_EPARSE, "unexpected end of input");
+  switch (*ps->p) {
+  case '{': return skip_container(ps, '}');
+  case '[': return skip_container(ps, ']');
+  case '"': {
+    const char *s;
+    size_t n;
+    int e;
+    return scan_string(ps, &s, &n, &e);
+  }
+  case 't': return match_lit(ps, "true", 4);
+  case 'f': return match_lit(ps, "false", 5);
+  case 'n': return match_lit(ps, "null", 4);
+  default: {
+    int64_t i;
+    double f;
+    const char *e;
+    int k = dltc__num_parse(ps->p, ps->end, &e, &i, &f);
+    if (k == DLTC_NUM_ERR) {
+      ps->p = e;
+      return fail(ps, DLTC_EPARSE, "invalid number or value");
+    }
+    if (k == DLTC_NUM_TOOLONG)
+      return fail(ps, DLTC_ELIMIT, "number longer than 4096 bytes");
+    ps->p = e;
+    return 0;
+  }
+  }
+}
+
+/* ---- ids ------------------------------------------------------------------------------ */
+
+static int random_bytes(struct parser *ps, uint8_t *out, size_t n) {
+  struct dltc_decoder *d = ps->d;
+  if (d->rnd_pos + n > sizeof d->rnd) {
+    size_t got = 0;
+    while (got < sizeof d->rnd) {
+      ssize_t r = getrandom(d->rnd + got, sizeof d->rnd - got, 0);
+      if (r <= 0)
+        return fail(ps, DLTC_EINVAL, "getrandom failed");
+      got += (size_t)r;
+    }
+    d->rnd_pos = 0;
+  }
+  memcpy(out, d->rnd + d->rnd_pos, n);
+  d->rnd_pos += n;
+  return 0;
+}
+
+#define DLT_ID_BYTES 10
+
+/* ---- columns and contracts ----------------------------------------------------------------- */
+
+static int add_pending(struct parser *ps, int32_t node, const char *reason, int suffix_node) {
+  struct dltc_decoder *d = ps->d;
+  if (d->npend >= REJECTS_MAX_PENDING) {
+    d->pend_dropped++;
+    return 0;
+  }
+  char buf[DLTC_ERROR_PATH_SIZE];
+  size_t k = path_format(ps, buf, sizeof buf);
+  if (suffix_node && node >= 0) {
+    const char *comps[64];
+    size_t lens[64];
+    int n = dltc__node_path(ps->s, node, comps, lens, 64);
+    for (int i = 0; i < n && k + lens[i] + 2 < sizeof buf; i++) {
+      buf[k++] = '.';
+      memcpy(buf + k, comps[i], lens[i]);
+      k += lens[i];
+    }
+    buf[k] = '\0';
+  }
+  char *p = dltc__strndup(buf, k);
+  if (!p)
+    return fail(ps, DLTC_ENOMEM, "out of memory (rejects)");
+  d->pend[d->npend].path = p;
+  d->pend[d->npend].reason = reason;
+  d->pend[d->npend].node = node;
+  d->pend[d->npend].row = node >= 0 ? ps->s->tables[ps->s->nodes[node].table].nrows : -1;
+  d->npend++;
+  return 0;
+}
+
+enum { STORE_OK = 0, STORE_SKIP = -1 };
+
+static inline int table_settled(const struct dltc_table *t) {
+  return t->declared || t->total_rows + t->closed_rows + t->nrows > 0;
+}
+
+/* Apply a contract mode to a violation. Returns 0 to proceed (evolve), STORE_SKIP to
+ * drop the value, or an error. */
+static int contract(struct parser *ps, int mode, int32_t node, const char *reason) {
+  switch (mode) {
+  case DLTC_MODE_EVOLVE: return 0;
+  case DLTC_MODE_FREEZE: {
+    const char *comps[64];
+    size_t lens[64];
+    char name[512];
+    size_t k = 0;
+    int n = node >= 0 ? dltc__node_path(ps->s, node, comps, lens, 64) : 0;
+    for (int i = 0; i < n && k + lens[i] + 2 < sizeof name; i++) {
+      if (i)
+        name[k++] = '.';
+      memcpy(name + k, comps[i], lens[i]);
+      k += lens[i];
+    }
+    name[k] = '\0';
+    if (ps->vstart && ps->vstart <= ps->p)
+      ps->p = ps->vstart; /* point at the offending value */
+    return fail(ps, DLTC_ESCHEMA, "contract violation (%s) on frozen schema: %s", reason, name);
+  }
+  case DLTC_MODE_DISCARD_ROW: {
+    int rc = add_pending(ps, node, reason, 0);
+    if (rc)
+      return rc;
+    ps->discard = 1;
+    return STORE_SKIP;
+  }
+  default: {
+    int rc = add_pending(ps, node, reason, 0);
+    return rc ? rc : STORE_SKIP;
+  }
+  }
+}
+
+static int infer_type(const struct value *v) {
+  if (v->kind == DLTC_T_TEXT) {
+    int64_t us;
+    int has_time;
+    if (v->n >= 16 && dltc__iso_parse(v->str, v->n, &us, &has_time) == 0 && has_time)
+      return DLTC_T_TIMESTAMP;
+  }
+  return v->kind;
+}
+
+/* text -> int64 as int(s.strip()) / int(s[2:], 16) for "0x". */
+static int text_to_i64(const char *s, size_t n, int64_t *out) {
+  while (n && (*s == ' ' || *s == '\t' || *s == '\n' || *s == '\r')) {
+    s++;
+    n--;
+  }
+  while (n && (s[n - 1] == ' ' || s[n - 1] == '\t' || s[n - 1] == '\n' || s[n - 1] == '\r'))
+    n--;
+  if (!n)
+    return -1;
+  int base = 10;
+  int neg = 0;
+  if (n > 2 && s[0] == '0' && s[1] == 'x') {
+    base = 16;
+    s += 2;
+    n -= 2;
+  }
+  if (base == 10 && (*s == '+' || *s == '-')) {
+    neg = *s == '-';
+    s++;
+    n--;
+  }
+  if (!n)
+    return -1;
+  uint64_t v = 0;
+  for (size_t i = 0; i < n; i++) {
+    int dgt = base == 16 ? hexval(s[i]) : (s[i] >= '0' && s[i] <= '9' ? s[i] - '0' : -1);
+    if (dgt < 0)
+      return -1;
+    if (v > (UINT64_MAX - (uint64_t)dgt) / (uint64_t)base)
+      return -1;
+    v = v * (uint64_t)base + (uint64_t)dgt;
+  }
+  if (!neg && v > (uint64_t)INT64_MAX)
+    return -1;
+  if (neg && v > (uint64_t)INT64_MAX + 1)
+    return -1;
+  *out = neg ? (int64_t)(0 - v) : (int64_t)v;
+  return 0;
+}
+
+static int text_to_f64(const char *s, size_t n, double *out) {
+  char buf[128];
+  while (n && (*s == ' ' || *s == '\t' || *s == '\n' || *s == '\r')) {
+    s++;
+    n--;
+  }
+  while (n && (s[n - 1] == ' ' || s[n - 1] == '\t' || s[n - 1] == '\n' || s[n - 1] == '\r'))
+    n--;
+  if (!n || n >= sizeof buf)
+    return -1;
+  if (n > 2 && s[0] == '0' && s[1] == 'x') {
+    int64_t i;
+    if (text_to_i64(s, n, &i))
+      return -1;
+    *out = (double)i;
+    return 0;
+  }
+  for (size_t i = 0; i < n; i++) {
+    char c = s[i];
+    if (!((c >= '0' && c <= '9') || c == '.' || c == 'e' || c == 'E' || c == '+' || c == '-' ||
+          c == 'i' || c == 'n' || c == 'f' || c == 't' || c == 'y' || c == 'a' || c == 'I' ||
+          c == 'N' || c == 'F' || c == 'T' || c == 'Y' || c == 'A'))
+      return -1;
+  }
+  memcpy(buf, s, n);
+  buf[n] = '\0';
+  char *e;
+  double v = dltc__strtod_c(buf, &e);
+  if (e != buf + n)
+    return -1;
+  *out = v;
+  return 0;
+}
+
+static int text_to_bool(const char *s, size_t n, int *out) {
+  static const char *const yes[] = {"yes", "true", "t", "y", "1"};
+  static const char *const no[] = {"no", "false", "f", "n", "0"};
+  char low[8];
+  if (n == 0 || n > 5)
+    return -1;
+  for (size_t i = 0; i < n; i++)
+    low[i] = (char)((s[i] >= 'A' && s[i] <= 'Z') ? s[i] + 32 : s[i]);
+  for (int i = 0; i < 5; i++) {
+    if (strlen(yes[i]) == n && memcmp(low, yes[i], n) == 0) {
+      *out = 1;
+      return 0;
+    }
+    if (strlen(no[i]) == n && memcmp(low, no[i], n) == 0) {
+      *out = 0;
+      return 0;
+    }
+  }
+  return -1;
+}
+
+static int secs_to_us(double secs, int64_t *us) {
+  double v = secs * 1e6;
+  if (!(v > -9.2e18 && v < 9.2e18))
+    return -1;
+  *us = (int64_t)__builtin_nearbyint(v);
+  return 0;
+}
+
+static int64_t floor_div(int64_t a, int64_t b) {
+  int64_t q = a / b;
+  if ((a % b != 0) && ((a < 0) != (b < 0)))
+    q--;
+  return q;
+}
+
+/* Validate that s[0,n) is one JSON document (for text -> json coercion). */
+static int is_json_text(struct parser *ps, const char *s, size_t n) {
+  struct parser sub = *ps;
+  struct dltc_error e;
+  dltc_error_reset(&e);
+  sub.base = sub.p = s;
+  sub.end = s + n;
+  sub.err = &e;
+  sub.depth = ps->depth;
+  sub.npath = 0;
+  skip_ws(&sub);
+  if (skip_value(&sub))
+    return 0;
+  skip_ws(&sub);
+  return sub.p == sub.end;
+}
+
+/* Append v to column ci of table t, coercing as dlt does. Returns 0, 1 if the value
+ * does not coerce, or an error. */
+static int append_coerced(struct parser *ps, struct dltc_col *col, const struct value *v) {
+  struct dltc_error *err = ps->err;
+  int rc = 0;
+  int to = col->type;
+  switch (to) {
+  case DLTC_T_TEXT:
+    switch (v->kind) {
+    case DLTC_T_TEXT: rc = dltc_col_append_str(col, v->str, v->n, err); break;
+    case DLTC_T_BIGINT: {
+      char b[32];
+      size_t n = dltc__fmt_i64(v->i, b);
+      rc = dltc_col_append_str(col, b, n, err);
+      break;
+    }
+    case DLTC_T_DOUBLE: {
+      char b[48];
+      size_t n = dltc__fmt_f64(v->f, b);
+      rc = dltc_col_append_str(col, b, n, err);
+      break;
+    }
+    case DLTC_T_BOOL: rc = dltc_col_append_str(col, v->i ? "True" : "False", v->i ? 4 : 5, err); break;
+    case DLTC_T_JSON: rc = dltc_col_append_str(col, v->str, v->n, err); break;
+    default: return 1;
+    }
+    break;
+  case DLTC_T_JSON:
+    if (v->kind == DLTC_T_JSON)
+      rc = dltc_col_append_str(col, v->str, v->n, err);
+    else if (v->kind == DLTC_T_TEXT && is_json_text(ps, v->str, v->n))
+      rc = dltc_col_append_str(col, v->str, v->n, err);
+    else
+      return 1;
+    break;
+  case DLTC_T_BIGINT: {
+    int64_t x;
+    if (v->kind == DLTC_T_BIGINT)
+      x = v->i;
+    else if (v->kind == DLTC_T_DOUBLE) {
+      if (!(v->f >= -9223372036854775808.0 && v->f < 9223372036854775808.0) ||
+          v->f != __builtin_trunc(v->f))
+        return 1;
+      x = (int64_t)v->f;
+    } else if (v->kind == DLTC_T_TEXT) {
+      if (text_to_i64(v->str, v->n, &x))
+        return 1;
+    } else
+      return 1;
+    rc = dltc_col_append_i64(col, x, err);
+    break;
+  }
+  case DLTC_T_DOUBLE: {
+    double x;
+    if (v->kind == DLTC_T_DOUBLE)
+      x = v->f;
+    else if (v->kind == DLTC_T_BIGINT)
+      x = (double)v->i;
+    else if (v->kind == DLTC_T_TEXT) {
+      if (text_to_f64(v->str, v->n, &x))
+        return 1;
+    } else
+      return 1;
+    rc = dltc_col_append_f64(col, x, err);
+    break;
+  }
+  case DLTC_T_BOOL: {
+    int x;
+    if (v->kind == DLTC_T_BOOL || v->kind == DLTC_T_BIGINT)
+      x = v->i != 0;
+    else if (v->kind == DLTC_T_DOUBLE)
+      x = v->f != 0;
+    else if (v->kind == DLTC_T_TEXT) {
+      if (text_to_bool(v->str, v->n, &x))
+        return 1;
+    } else
+      return 1;
+    rc = dltc_col_append_bool(col, x, err);
+    break;
+  }
+  case DLTC_T_TIMESTAMP:
+  case DLTC_T_DATE: {
+    int64_t us;
+    int has_time;
+    if (v->kind == DLTC_T_TEXT) {
+      if (dltc__iso_parse(v->str, v->n, &us, &has_time))
+        return 1;
+    } else if (v->kind == DLTC_T_BIGINT) {
+      if (v->i > INT64_MAX / 1000000 || v->i < INT64_MIN / 1000000)
+        return 1;
+      us = v->i * 1000000;
+    } else if (v->kind == DLTC_T_DOUBLE) {
+      if (secs_to_us(v->f, &us))
+        return 1;
+    } else
+      return 1;
+    if (to == DLTC_T_TIMESTAMP)
+      rc = dltc_col_append_i64(col, us, err);
+    else {
+      int64_t days = floor_div(us, 86400000000LL);
+      if (days > INT32_MAX || days < INT32_MIN)
+        return 1;
+      rc = dltc_col_append_i32(col, (int32_t)days, err);
+    }
+    break;
+  }
+  default: return 1;
+  }
+  return rc ? fail_from(ps, rc) : 0;
+}
+
+/* Make sure the current row of col has no value yet (a repeated key keeps the last). */
+static inline void clear_dup(struct dltc_col *col, int64_t row) {
+  if (UNLIKELY(col->length > row))
+    dltc_col_truncate(col, row);
+}
+
+/* Store a scalar (or raw JSON) value at node. */
+static int store(struct parser *ps, int32_t node, const struct value *v) {
+  struct dltc_schema *s = ps->s;
+  struct dltc_node *nd = &s->nodes[node];
+  int32_t ti = nd->table;
+  int rc;
+  if (UNLIKELY(nd->main_type == DLTC_T_NONE)) {
+    if (!nd->declared && !ps->d->infer)
+      return 0;
+    if (table_settled(&s->tables[ti])) {
+      rc = contract(ps, ps->d->mode_columns, node, "new_column");
+      if (rc == STORE_SKIP) {
+        ps->d->st.rejects_new_column++;
+        return 0;
+      }
+      if (rc)
+        return rc;
+    }
+    if (dltc__col_add(s, ti, node, infer_type(v), 0, NULL, ps->err) < 0)
+      return fail_from(ps, ps->err ? ps->err->code : DLTC_ENOMEM);
+    nd = &s->nodes[node];
+  }
+  struct dltc_table *t = &s->tables[ti];
+  struct dltc_col *col = &t->cols[nd->col[nd->main_type]];
+  clear_dup(col, t->nrows);
+  rc = append_coerced(ps, col, v);
+  if (LIKELY(rc <= 0))
+    return rc;
+  /* does not coerce: variant column of the value's own type */
+  int32_t vc = nd->col[v->kind];
+  if (vc < 0 || v->kind == nd->main_type) {
+    rc = contract(ps, ps->d->mode_data_type, node, "data_type");
+    if (rc == STORE_SKIP) {
+      ps->d->st.rejects_data_type++;
+      return 0;
+    }
+    if (rc)
+      return rc;
+    vc = dltc__col_add(s, ti, node, v->kind, 1, NULL, ps->err);
+    if (vc < 0)
+      return fail_from(ps, ps->err ? ps->err->code : DLTC_ENOMEM);
+    ps->d->st.variants++;
+  }
+  col = &t->cols[vc];
+  clear_dup(col, t->nrows);
+  rc = append_coerced(ps, col, v);
+  if (rc > 0)
+    return fail(ps, DLTC_EINVAL, "internal: variant does not take its own type");
+  return rc;
+}
+
+/* ---- records ------------------------------------------------------------------------------ */
+
+static int parse_value(struct parser *ps, int32_t node);
+static int parse_record(struct parser *ps, int32_t ti, const char *parent_id, size_t parent_id_len,
+                        int64_t idx);
+
+static inline int push_key(struct parser *ps, const char *k, size_t n) {
+  if (UNLIKELY(ps->npath > ps->d->max_depth + 2))
+    return fail(ps, DLTC_ELIMIT, "nesting deeper than max_depth (%d)", ps->d->max_depth);
+  struct frame *f = &ps->d->frames[ps->npath++];
+  f->key = k;
+  f->keylen = (uint32_t)n;
+  return 0;
+}
+
+static inline int push_idx(struct parser *ps, int64_t i) {
+  if (UNLIKELY(ps->npath > ps->d->max_depth + 2))
+    return fail(ps, DLTC_ELIMIT, "nesting deeper than max_depth (%d)", ps->d->max_depth);
+  struct frame *f = &ps->d->frames[ps->npath++];
+  f->key = NULL;
+  f->idx = i;
+  return 0;
+}
+
+/* At '{': flatten the object's keys under object level obj. */
+static int parse_object(struct parser *ps, int32_t obj) {
+  struct dltc_schema *s = ps->s;
+  if (UNLIKELY(++ps->depth > ps->d->max_depth))
+    return fail(ps, DLTC_ELIMIT, "nesting deeper than max_depth (%d)", ps->d->max_depth);
+  ps->p++;
+  skip_ws(ps);
+  if (ps->p < ps->end && *ps->p == '}') {
+    ps->p++;
+    ps->depth--;
+    return 0;
+  }
+  int32_t hint = s->nodes[obj].hint_first;
+  int32_t prev = -1;
+  for (;;) {
+    int rc;
+    if (UNLIKELY(ps->p >= ps->end || *ps->p != '"'))
+      return fail(ps, DLTC_EPARSE, "expected a key");
+    const char *kraw;
+    size_t krawn;
+    int kesc;
+    if ((rc = scan_string(ps, &kraw, &krawn, &kesc)))
+      return rc;
+    const char *k = kraw;
+    size_t kn = krawn;
+    if (UNLIKELY(kesc)) {
+      if ((rc = scratch_reserve(ps, krawn + 1)))
+        return rc;
+      kn = unescape(kraw, krawn, ps->d->scratch);
+      k = ps->d->scratch;
+    }
+    int32_t node;
+    if (LIKELY(hint >= 0 && s->nodes[hint].keylen == kn && memcmp(s->nodes[hint].key, k, kn) == 0)) {
+      node = hint;
+    } else {
+      uint32_t h = dltc__hash(k, kn);
+      node = dltc__node_find(s, obj, k, kn, h);
+      if (node < 0 && ps->d->infer) {
+        node = dltc__node_add(s, obj, k, kn, h, s->nodes[obj].table, ps->err);
+        if (node < 0)
+          return fail_from(ps, ps->err ? ps->err->code : DLTC_ENOMEM);
+      }
+      if (node >= 0) {
+        if (prev >= 0)
+          s->nodes[prev].hint_next = node;
+        else
+          s->nodes[obj].hint_first = node;
+      }
+    }
+    skip_ws(ps);
+    if (UNLIKELY(ps->p >= ps->end || *ps->p != ':'))
+      return fail(ps, DLTC_EPARSE, "expected ':'");
+    ps->p++;
+    skip_ws(ps);
+    if ((rc = push_key(ps, kraw, krawn)))
+      return rc;
+    if (node >= 0)
+      rc = parse_value(ps, node);
+    else
+      rc = skip_value(ps);
+    if (rc)
+      return rc;
+    skip_ws(ps);
+    if (UNLIKELY(ps->p >= ps->end))
+      return fail(ps, DLTC_EPARSE, "unexpected end of input in object");
+    if (*ps->p == ',') {
+      ps->npath--;
+      ps->p++;
+      skip_ws(ps);
+      if (node >= 0) {
+        prev = node;
+        hint = s->nodes[node].hint_next;
+      }
+      continue;
+    }
+    if (*ps->p == '}') {
+      ps->npath--;
+      ps->p++;
+      ps->depth--;
+      return 0;
+    }
+    return fail(ps, DLTC_EPARSE, "expected ',' or '}'");
+  }
+}
+
+static int child_table_name(struct dltc_decoder *d, struct dltc_table *t) {
+  /* key joined by \x1f, looked up in the plan's names; else root_name + "__" + key */
+  size_t len = 0;
+  for (int i = 0; i < t->nkey; i++)
+    len += t->key_len[i] + 2;
+  char *j = dltc__malloc(len + 1);
+  if (!j)
+    return DLTC_ENOMEM;
+  size_t k = 0;
+  for (int i = 0; i < t->nkey; i++) {
+    if (i)
+      j[k++] = '\x1f';
+    memcpy(j + k, t->key[i], t->key_len[i]);
+    k += t->key_len[i];
+  }
+  for (size_t i = 0; i < d->nnames; i++)
+    if (d->names[i].len == k && memcmp(d->names[i].key, j, k) == 0) {
+      dltc__free(j);
+      t->dlt_name = dltc__strndup(d->names[i].name, strlen(d->names[i].name));
+      return t->dlt_name ? 0 : DLTC_ENOMEM;
+    }
+  const char *root = d->root_name ? d->root_name : "";
+  size_t rl = strlen(root);
+  char *name = dltc__malloc(rl + len + 3);
+  if (!name) {
+    dltc__free(j);
+    return DLTC_ENOMEM;
+  }
+  memcpy(name, root, rl);
+  size_t n = rl;
+  for (int i = 0; i < t->nkey; i++) {
+    if (n) {
+      name[n++] = '_';
+      name[n++] = '_';
+    }
+    memcpy(name + n, t->key[i], t->key_len[i]);
+    n += t->key_len[i];
+  }
+  name[n] = '\0';
+  dltc__free(j);
+  t->dlt_name = name;
+  return 0;
+}
+
+/* Create the child table for list node `node` (contract "columns" applies). Returns
+ * the table index, -2 to skip the list, or -1 on error. */
+static int32_t child_table_for(struct parser *ps, int32_t node) {
+  struct dltc_schema *s = ps->s;
+  int32_t ti = s->nodes[node].table;
+  if (!s->nodes[node].declared && !ps->d->infer)
+    return -2;
+  if (table_settled(&s->tables[ti])) {
+    int rc = contract(ps, ps->d->mode_columns, node, "new_column");
+    if (rc == STORE_SKIP) {
+      ps->d->st.rejects_new_column++;
+      return -2;
+    }
+    if (rc)
+      return -1;
+  }
+  const char *comps[128];
+  size_t lens[128];
+  int n = dltc__node_path(s, node, comps, lens, 128);
+  if (n < 0) {
+    fail(ps, DLTC_ELIMIT, "list path deeper than 128 keys");
+    return -1;
+  }
+  int32_t ct = dltc__table_add(s, ti, comps, lens, n, ps->err);
+  if (ct < 0) {
+    fail_from(ps, ps->err ? ps->err->code : DLTC_ENOMEM);
+    return -1;
+  }
+  struct dltc_table *t = &s->tables[ct];
+  if (ps->d->dlt_ids) {
+    if (child_table_name(ps->d, t)) {
+      fail(ps, DLTC_ENOMEM, "out of memory (table name)");
+      return -1;
+    }
+    static const char *const sysn[3] = {"_dlt_parent_id", "_dlt_list_idx", "_dlt_id"};
+    static const int sysk[3] = {DLTC_SYS_PARENT_ID, DLTC_SYS_LIST_IDX, DLTC_SYS_ID};
+    static const int syst[3] = {DLTC_T_TEXT, DLTC_T_BIGINT, DLTC_T_TEXT};
+    for (int i = 0; i < 3; i++) {
+      int32_t c = dltc__col_add(s, ct, -1, syst[i], 0, sysn[i], ps->err);
+      if (c < 0) {
+        fail_from(ps, ps->err ? ps->err->code : DLTC_ENOMEM);
+        return -1;
+      }
+      s->tables[ct].sys[sysk[i]] = c;
+    }
+  }
+  s->nodes[node].child_table = ct;
+  return ct;
+}
+
+/* At '[' of a list value at node (child tables on). */
+static int parse_list(struct parser *ps, int32_t node) {
+  struct dltc_schema *s = ps->s;
+  int32_t ct = s->nodes[node].child_table;
+  if (ct < 0) {
+    /* peek: an empty list creates nothing (dlt makes no table for []) */
+    const char *q = ps->p + 1;
+    while (q < ps->end && (*q == ' ' || *q == '\n' || *q == '\r' || *q == '\t'))
+      q++;
+    if (q < ps->end && *q == ']') {
+      ps->p = q + 1;
+      return 0;
+    }
+    ct = child_table_for(ps, node);
+    if (ct == -1)
+      return ps->err && ps->err->code ? ps->err->code : DLTC_ENOMEM;
+    if (ct == -2)
+      return skip_value(ps);
+  }
+  /* parent id: the value of the parent row's _dlt_id */
+  char pid[64];
+  size_t pidn = 0;
+  int32_t pt = s->nodes[node].table;
+  if (ps->d->dlt_ids) {
+    struct dltc_table *ptab = &s->tables[pt];
+    struct dltc_col *idc = &ptab->cols[ptab->sys[DLTC_SYS_ID]];
+    int32_t a, b;
+    memcpy(&a, idc->values.data + 4 * (size_t)ptab->nrows, 4);
+    memcpy(&b, idc->values.data + 4 * (size_t)(ptab->nrows + 1), 4);
+    pidn = (size_t)(b - a);
+    if (pidn > sizeof pid)
+      pidn = sizeof pid;
+    memcpy(pid, idc->data.data + a, pidn);
+  }
+  if (UNLIKELY(++ps->depth > ps->d->max_depth))
+    return fail(ps, DLTC_ELIMIT, "nesting deeper than max_depth (%d)", ps->d->max_depth);
+  ps->p++;
+  skip_ws(ps);
+  if (ps->p < ps->end && *ps->p == ']') {
+    ps->p++;
+    ps->depth--;
+    return 0;
+  }
+  for (int64_t idx = 0;; idx++) {
+    int rc;
+    if ((rc = push_idx(ps, idx)))
+      return rc;
+    if ((rc = parse_record(ps, ct, pid, pidn, idx)))
+      return rc;
+    skip_ws(ps);
+    if (UNLIKELY(ps->p >= ps->end))
+      return fail(ps, DLTC_EPARSE, "unexpected end of input in array");
+    if (*ps->p == ',') {
+      ps->npath--;
+      ps->p++;
+      skip_ws(ps);
+      continue;
+    }
+    if (*ps->p == ']') {
+      ps->npath--;
+      ps->p++;
+      ps->depth--;
+      return 0;
+    }
+    return fail(ps, DLTC_EPARSE, "expected ',' or ']'");
+  }
+}
+
+static int parse_value(struct parser *ps, int32_t node) {
+  struct dltc_schema *s = ps->s;
+  struct value v;
+  int rc;
+  if (UNLIKELY(ps->p >= ps->end))
+    return fail(ps, DLTC_EPARSE, "unexpected end of input");
+  char c = *ps->p;
+  struct dltc_node *nd = &s->nodes[node];
+  ps->vstart = ps->p;
+  if (UNLIKELY(nd->json) && c != '"') {
+    const char *start = ps->p;
+    if ((rc = skip_value(ps)))
+      return rc;
+    if (c == 'n')
+      return 0;
+    v.kind = DLTC_T_JSON;
+    v.str = start;
+    v.n = (size_t)(ps->p - start);
+    return store(ps, node, &v);
+  }
+  switch (c) {
+  case '"': {
+    const char *raw;
+    size_t rawn;
+    int esc;
+    /* fast path: a text column takes the string in one pass (validate + unescape +
+     * copy); strings longer than the room left fall back to scan, reserve, copy */
+    if (LIKELY(nd->main_type == DLTC_T_TEXT)) {
+      struct dltc_table *t = &s->tables[nd->table];
+      struct dltc_col *col = &t->cols[nd->col[DLTC_T_TEXT]];
+      clear_dup(col, t->nrows);
+      size_t room = col->data.data ? col->data.cap - col->data.len : 0;
+      if (UNLIKELY(room < 256)) {
+        if (!dltc_col_reserve_str(col, 4096, ps->err))
+          return fail_from(ps, ps->err ? ps->err->code : DLTC_ENOMEM);
+        room = col->data.cap - col->data.len;
+      }
+      if (room > (size_t)INT32_MAX - col->data.len)
+        room = (size_t)INT32_MAX - col->data.len;
+      size_t n = 0;
+      rc = scan_copy(ps, (char *)col->data.data + col->data.len, room - 1, &n);
+      if (LIKELY(rc == 0)) {
+        if ((rc = dltc_col_commit_str(col, n, ps->err)))
+          return fail_from(ps, rc);
+        return 0;
+      }
+      if (rc != SCAN_NOROOM)
+        return rc;
+      if ((rc = scan_string(ps, &raw, &rawn, &esc)))
+        return rc;
+      char *dst = dltc_col_reserve_str(col, rawn, ps->err);
+      if (!dst)
+        return fail_from(ps, ps->err ? ps->err->code : DLTC_ENOMEM);
+      n = esc ? unescape(raw, rawn, dst) : rawn;
+      if (!esc)
+        memcpy(dst, raw, rawn);
+      if ((rc = dltc_col_commit_str(col, n, ps->err)))
+        return fail_from(ps, rc);
+      return 0;
+    }
+    if ((rc = scan_string(ps, &raw, &rawn, &esc)))
+      return rc;
+    v.kind = DLTC_T_TEXT;
+    if (esc) {
+      if ((rc = scratch_reserve(ps, rawn + 1)))
+        return rc;
+      v.n = unescape(raw, rawn, ps->d->scratch);
+      v.str = ps->d->scratch;
+    } else {
+      v.str = raw;
+      v.n = rawn;
+    }
+    return store(ps, node, &v);
+  }
+  case '{':
+    if ((rc = parse_object(ps, node)))
+      return rc;
+    return 0;
+  case '[':
+    if (ps->d->child_tables)
+      return parse_list(ps, node);
+    {
+      const char *start = ps->p;
+      if ((rc = skip_value(ps)))
+        return rc;
+      v.kind = DLTC_T_JSON;
+      v.str = start;
+      v.n = (size_t)(ps->p - start);
+      return store(ps, node, &v);
+    }
+  case 't':
+    if ((rc = match_lit(ps, "true", 4)))
+      return rc;
+    v.kind = DLTC_T_BOOL;
+    v.i = 1;
+    return store(ps, node, &v);
+  case 'f':
+    if ((rc = match_lit(ps, "false", 5)))
+      return rc;
+    v.kind = DLTC_T_BOOL;
+    v.i = 0;
+    return store(ps, node, &v);
+  case 'n': return match_lit(ps, "null", 4);
+  default: {
+    const char *e;
+    int k = dltc__num_parse(ps->p, ps->end, &e, &v.i, &v.f);
+    if (UNLIKELY(k <= 0)) {
+      if (k == DLTC_NUM_TOOLONG)
+        return fail(ps, DLTC_ELIMIT, "number longer than 4096 bytes");
+      ps->p = e;
+      return fail(ps, DLTC_EPARSE, "invalid number or value");
+    }
+    ps->p = e;
+    if (k == DLTC_NUM_INT) {
+      if (LIKELY(nd->main_type == DLTC_T_BIGINT)) {
+        struct dltc_table *t = &s->tables[nd->table];
+        struct dltc_col *col = &t->cols[nd->col[DLTC_T_BIGINT]];
+        clear_dup(col, t->nrows);
+        if ((rc = dltc_col_append_i64(col, v.i, ps->err)))
+          return fail_from(ps, rc);
+        return 0;
+      }
+      v.kind = DLTC_T_BIGINT;
+    } else
+      v.kind = DLTC_T_DOUBLE;
+    return store(ps, node, &v);
+  }
+  }
+}
+
+/* Lookup-or-add of a fixed key ("value", "list") at a table's record level. */
+static int32_t fixed_node(struct parser *ps, int32_t ti, const char *k) {
+  struct dltc_schema *s = ps->s;
+  int32_t root = s->tables[ti].root;
+  size_t n = strlen(k);
+  uint32_t h = dltc__hash(k, n);
+  int32_t node = dltc__node_find(s, root, k, n, h);
+  if (node < 0) {
+    node = dltc__node_add(s, root, k, n, h, ti, ps->err);
+    if (node < 0)
+      fail_from(ps, ps->err ? ps->err->code : DLTC_ENOMEM);
+  }
+  return node;
+}
+
+static int write_ids(struct parser *ps, struct dltc_table *t, int32_t ti, const char *pid,
+                     size_t pidn, int64_t idx) {
+  struct dltc_decoder *d = ps->d;
+  int rc;
+  uint8_t raw[DLT_ID_BYTES];
+  char id[32];
+  if (t->sys[DLTC_SYS_PARENT_ID] >= 0) {
+    /* child: digest128(f"{parent_id}_{table}_{idx}", 10) */
+    char stackbuf[512];
+    size_t nl = strlen(t->dlt_name);
+    size_t need = pidn + nl + 24;
+    char *m = stackbuf;
+    if (need > sizeof stackbuf) {
+      if ((rc = scratch_reserve(ps, need)))
+        return rc;
+      m = d->scratch;
+    }
+    size_t k = 0;
+    memcpy(m, pid, pidn);
+    k += pidn;
+    m[k++] = '_';
+    memcpy(m + k, t->dlt_name, nl);
+    k += nl;
+    m[k++] = '_';
+    k += dltc__fmt_i64(idx, m + k);
+    dltc__shake128(m, k, raw, DLT_ID_BYTES);
+    struct dltc_col *pc = &t->cols[t->sys[DLTC_SYS_PARENT_ID]];
+    struct dltc_col *ic = &t->cols[t->sys[DLTC_SYS_LIST_IDX]];
+    if ((rc = dltc_col_append_str(pc, pid, pidn, ps->err)) ||
+        (rc = dltc_col_append_i64(ic, idx, ps->err)))
+      return fail_from(ps, rc);
+  } else {
+    if ((rc = random_bytes(ps, raw, DLT_ID_BYTES)))
+      return rc;
+  }
+  size_t n = dltc__base64_nopad(raw, DLT_ID_BYTES, id);
+  if ((rc = dltc_col_append_str(&t->cols[t->sys[DLTC_SYS_ID]], id, n, ps->err)))
+    return fail_from(ps, rc);
+  (void)ti;
+  return 0;
+}
+
+/* Whether a value of node in row was already rejected in this record. */
+static int rejected(const struct dltc_decoder *d, int32_t node, int64_t row) {
+  for (int i = 0; i < d->npend; i++)
+    if (d->pend[i].node == node && d->pend[i].row == row)
+      return 1;
+  return 0;
+}
+
+/* End the current row of table ti: nulls for columns without a value, and the
+ * non-nullable check. */
+static int finish_row(struct parser *ps, int32_t ti) {
+  struct dltc_table *t = &ps->s->tables[ti];
+  int64_t row = t->nrows;
+  int rc;
+  for (size_t c = 0; c < t->ncols; c++) {
+    struct dltc_col *col = &t->cols[c];
+    if (LIKELY(col->length > row))
+      continue;
+    if (UNLIKELY(!t->meta[c].nullable) && !ps->discard && !rejected(ps->d, t->meta[c].node, row)) {
+      ps->vstart = NULL;
+      rc = contract(ps, ps->d->mode_data_type, t->meta[c].node, "missing");
+      if (rc == STORE_SKIP) {
+        ps->d->st.rejects_missing++;
+        /* the reject path names the field */
+        if (ps->d->npend > 0) {
+          struct pending_reject *pr = &ps->d->pend[ps->d->npend - 1];
+          char buf[DLTC_ERROR_PATH_SIZE];
+          snprintf(buf, sizeof buf, "%s.%s", pr->path, col->name);
+          for (char *q = buf; *q; q++)
+            if (*q == '\x1f')
+              *q = '.';
+          char *np = dltc__strndup(buf, strlen(buf));
+          if (np) {
+            dltc__free(pr->path);
+            pr->path = np;
+          }
+        }
+      } else if (rc)
+        return rc;
+    }
+    t = &ps->s->tables[ti];
+    col = &t->cols[c];
+    if ((rc = dltc_col_append_null(col, ps->err)))
+      return fail_from(ps, rc);
+  }
+  t->nrows++;
+  return 0;
+}
+
+static int parse_record(struct parser *ps, int32_t ti, const char *pid, size_t pidn, int64_t idx) {
+  struct dltc_schema *s = ps->s;
+  struct dltc_table *t = &s->tables[ti];
+  int rc;
+  if (ps->d->dlt_ids && (rc = write_ids(ps, t, ti, pid, pidn, idx)))
+    return rc;
+  if (t->sys[DLTC_SYS_LOAD_ID] >= 0 &&
+      (rc = dltc_col_append_str(&t->cols[t->sys[DLTC_SYS_LOAD_ID]], ps->d->load_id,
+                                ps->d->load_id_len, ps->err)))
+    return fail_from(ps, rc);
+  if (ps->p >= ps->end)
+    return fail(ps, DLTC_EPARSE, "unexpected end of input");
+  char c = *ps->p;
+  if (c == '{') {
+    if ((rc = parse_object(ps, t->root)))
+      return rc;
+  } else {
+    /* as dlt: a root record that is not an object is {"value": item}; a list inside a
+     * list is a row {"list": item} of the child table */
+    int nested_list = c == '[' && ps->d->child_tables && ps->s->tables[ti].nkey > 0;
+    int32_t node = fixed_node(ps, ti, nested_list ? "list" : "value");
+    if (node < 0)
+      return ps->err ? ps->err->code : DLTC_ENOMEM;
+    if ((rc = parse_value(ps, node)))
+      return rc;
+  }
+  if (ps->d->child_tables && ps->s->tables[ti].nkey > 0)
+    ps->d->st.child_rows++;
+  return finish_row(ps, ti);
+}
+
+/* ---- document level ---------------------------------------------------------------------- */
+
+static int marks_reserve(struct parser *ps) {
+  struct dltc_decoder *d = ps->d;
+  size_t n = ps->s->ntables;
+  if (n <= d->marks_cap)
+    return 0;
+  size_t c = n * 2;
+  int64_t *a = dltc__realloc(d->marks_doc, c * sizeof *a);
+  if (!a)
+    return fail(ps, DLTC_ENOMEM, "out of memory");
+  d->marks_doc = a;
+  int64_t *b = dltc__realloc(d->marks_rec, c * sizeof *b);
+  if (!b)
+    return fail(ps, DLTC_ENOMEM, "out of memory");
+  d->marks_rec = b;
+  d->marks_cap = c;
+  return 0;
+}
+
+static void rollback_rows(struct dltc_schema *s, const int64_t *marks, size_t ntables_then) {
+  for (size_t ti = 0; ti < s->ntables && ti < ntables_then; ti++) {
+    struct dltc_table *t = &s->tables[ti];
+    t->nrows = marks[ti];
+    for (size_t c = 0; c < t->ncols; c++)
+      dltc_col_truncate(&t->cols[c], marks[ti]);
+  }
+}
+
+static void clear_pending(struct dltc_decoder *d) {
+  for (int i = 0; i < d->npend; i++)
+    dltc__free(d->pend[i].path);
+  d->npend = 0;
+}
+
+/* Append the pending rejects of a record to the rejects table. */
+static int flush_pending(struct parser *ps, const char *rec, size_t recn) {
+  struct dltc_decoder *d = ps->d;
+  struct dltc_table *r = &ps->s->tables[d->rejects_table];
+  int rc = 0;
+  for (int i = 0; i < d->npend; i++) {
+    const char *reason = d->pend[i].reason;
+    if ((rc = dltc_col_append_str(&r->cols[0], ps->url, ps->url_len, ps->err)) ||
+        (rc = dltc_col_append_str(&r->cols[1], d->pend[i].path, strlen(d->pend[i].path), ps->err)) ||
+        (rc = dltc_col_append_str(&r->cols[2], reason, strlen(reason), ps->err)) ||
+        (rc = dltc_col_append_str(&r->cols[3], rec, recn, ps->err)))
+      break;
+    r->nrows++;
+  }
+  clear_pending(d);
+  return rc ? fail_from(ps, rc) : 0;
+}
+
+/* One root record (an element of the records array, or the document). */
+static int root_record(struct parser *ps) {
+  struct dltc_decoder *d = ps->d;
+  struct dltc_schema *s = ps->s;
+  int rc;
+  if ((rc = marks_reserve(ps)))
+    return rc;
+  size_t nt = s->ntables;
+  for (size_t i = 0; i < nt; i++)
+    d->marks_rec[i] = s->tables[i].nrows;
+  size_t umark = dltc__undo_mark(s);
+  const char *start = ps->p;
+  ps->discard = 0;
+  if ((rc = parse_record(ps, d->root_table, NULL, 0, 0)))
+    return rc;
+  if (UNLIKELY(d->npend)) {
+    if (ps->discard) {
+      dltc__undo_rollback(s, umark);
+      rollback_rows(s, d->marks_rec, nt);
+      d->st.rows_discarded++;
+    }
+    if ((rc = flush_pending(ps, start, (size_t)(ps->p - start))))
+      return rc;
+  }
+  return 0;
+}
+
+static int parse_records_array(struct parser *ps) {
+  int rc;
+  if (UNLIKELY(++ps->depth > ps->d->max_depth))
+    return fail(ps, DLTC_ELIMIT, "nesting deeper than max_depth (%d)", ps->d->max_depth);
+  ps->p++;
+  skip_ws(ps);
+  if (ps->p < ps->end && *ps->p == ']') {
+    ps->p++;
+    ps->depth--;
+    return 0;
+  }
+  for (int64_t idx = 0;; idx++) {
+    if ((rc = push_idx(ps, idx)))
+      return rc;
+    if ((rc = root_record(ps)))
+      return rc;
+    skip_ws(ps);
+    if (UNLIKELY(ps->p >= ps->end))
+      return fail(ps, DLTC_EPARSE, "unexpected end of input in array");
+    if (*ps->p == ',') {
+      ps->npath--;
+      ps->p++;
+      skip_ws(ps);
+      continue;
+    }
+    if (*ps->p == ']') {
+      ps->npath--;
+      ps->p++;
+      ps->depth--;
+      return 0;
+    }
+    return fail(ps, DLTC_EPARSE, "expected ',' or ']'");
+  }
+}
+
+/* The records of the document: selector key's value, or the document itself. */
+static int parse_document(struct parser *ps) {
+  struct dltc_decoder *d = ps->d;
+  int rc;
+  skip_ws(ps);
+  if (ps->p >= ps->end)
+    return fail(ps, DLTC_EPARSE, "empty document");
+  if (!d->selector) {
+    if (*ps->p == '[')
+      rc = parse_records_array(ps);
+    else
+      rc = root_record(ps);
+    if (rc)
+      return rc;
+  } else {
+    if (*ps->p != '{')
+      return fail(ps, DLTC_EPARSE, "expected an object holding \"%s\"", d->selector);
+    ps->depth++;
+    ps->p++;
+    skip_ws(ps);
+    if (ps->p < ps->end && *ps->p == '}') {
+      ps->p++;
+    } else {
+      for (;;) {
+        if (ps->p >= ps->end || *ps->p != '"')
+          return fail(ps, DLTC_EPARSE, "expected a key");
+        const char *k;
+        size_t kn;
+        int ke;
+        if ((rc = scan_string(ps, &k, &kn, &ke)))
+          return rc;
+        int hit = 0;
+        if (ke) {
+          if ((rc = scratch_reserve(ps, kn + 1)))
+            return rc;
+          size_t un = unescape(k, kn, d->scratch);
+          hit = un == d->selector_len && memcmp(d->scratch, d->selector, un) == 0;
+        } else
+          hit = kn == d->selector_len && memcmp(k, d->selector, kn) == 0;
+        skip_ws(ps);
+        if (ps->p >= ps->end || *ps->p != ':')
+          return fail(ps, DLTC_EPARSE, "expected ':'");
+        ps->p++;
+        skip_ws(ps);
+        if ((rc = push_key(ps, k, kn)))
+          return rc;
+        if (hit && ps->p < ps->end && *ps->p == '[')
+          rc = parse_records_array(ps);
+        else if (hit && ps->p < ps->end && *ps->p != 'n')
+          rc = root_record(ps);
+        else
+          rc = skip_value(ps);
+        if (rc)
+          return rc;
+        skip_ws(ps);
+        if (ps->p >= ps->end)
+          return fail(ps, DLTC_EPARSE, "unexpected end of input in object");
+        if (*ps->p == ',') {
+          ps->npath--;
+          ps->p++;
+          skip_ws(ps);
+          continue;
+        }
+        if (*ps->p == '}') {
+          ps->npath--;
+          ps->p++;
+          break;
+        }
+        return fail(ps, DLTC_EPARSE, "expected ',' or '}'");
+      }
+    }
+    ps->depth--;
+  }
+  skip_ws(ps);
+  if (ps->p != ps->end)
+    return fail(ps, DLTC_EPARSE, "trailing data after the document");
+  return 0;
+}
+
+static int close_batch(struct dltc_table *t, struct dltc_error *err) {
+  if (t->nbatches == t->capbatches) {
+    size_t c = t->capbatches ? t->capbatches * 2 : 4;
+    struct dltc_batch **b = dltc__realloc(t->batches, c * sizeof *b);
+    if (!b)
+      return dltc_error_set(err, DLTC_ENOMEM, "out of memory (batches)");
+    t->batches = b;
+    t->capbatches = c;
+  }
+  struct dltc_batch *b;
+  int rc = dltc_batch_new(t->cols, t->ncols, t->nrows, &b, err);
+  if (rc)
+    return rc;
+  t->batches[t->nbatches++] = b;
+  t->closed_rows += t->nrows;
+  t->nrows = 0;
+  return 0;
+}
+
+int dltc_decoder_feed(struct dltc_decoder *d, const char *data, size_t n, const char *source_url,
+                      size_t source_url_len, int64_t *rows, struct dltc_error *err) {
+  struct dltc_schema *s = &d->s;
+  struct parser ps;
+  memset(&ps, 0, sizeof ps);
+  ps.d = d;
+  ps.s = s;
+  ps.base = ps.p = data;
+  ps.end = data + n;
+  ps.err = err;
+  ps.url = source_url ? source_url : "";
+  ps.url_len = source_url ? source_url_len : 0;
+  dltc_error_reset(err);
+  *rows = 0;
+  int rc;
+  /* batches close only between documents */
+  for (size_t i = 0; i < s->ntables; i++)
+    if (s->tables[i].nrows >= d->batch_rows) {
+      if ((rc = close_batch(&s->tables[i], err)))
+        return rc;
+      d->st.batches++;
+    }
+  if ((rc = marks_reserve(&ps)))
+    return rc;
+  size_t nt = s->ntables;
+  for (size_t i = 0; i < nt; i++)
+    d->marks_doc[i] = s->tables[i].nrows;
+  int64_t child_rows0 = d->st.child_rows;
+  int64_t rej0[4] = {d->st.rejects_new_column, d->st.rejects_data_type, d->st.rejects_missing,
+                     d->st.rows_discarded};
+  int64_t variants0 = d->st.variants;
+  s->nundo = 0;
+  s->logging = 1;
+  rc = parse_document(&ps);
+  s->logging = 0;
+  if (rc) {
+    dltc__undo_rollback(s, 0);
+    rollback_rows(s, d->marks_doc, nt);
+    clear_pending(d);
+    d->st.child_rows = child_rows0;
+    d->st.rejects_new_column = rej0[0];
+    d->st.rejects_data_type = rej0[1];
+    d->st.rejects_missing = rej0[2];
+    d->st.rows_discarded = rej0[3];
+    d->st.variants = variants0;
+    d->st.failed_documents++;
+    if (err && err->offset < 0)
+      err->offset = ps.p - ps.base;
+    return rc;
+  }
+  s->nundo = 0;
+  *rows = s->tables[d->root_table].nrows - d->marks_doc[d->root_table];
+  d->st.rows += *rows;
+  d->st.documents++;
+  d->st.bytes += (int64_t)n;
+  return 0;
+}
+
+/* ---- construction ------------------------------------------------------------------------- */
+
+void dltc_plan_spec_init(struct dltc_plan_spec *spec) {
+  memset(spec, 0, sizeof *spec);
+  spec->infer = 1;
+  spec->child_tables = 1;
+  spec->dlt_ids = 1;
+  spec->batch_rows = 65536;
+  spec->max_depth = 1024;
+  spec->max_string = (int64_t)64 << 20;
+}
+
+static int add_sys(struct dltc_decoder *d, int32_t ti, int which, const char *name, int type,
+                   struct dltc_error *err) {
+  int32_t c = dltc__col_add(&d->s, ti, -1, type, 0, name, err);
+  if (c < 0)
+    return err ? err->code : DLTC_ENOMEM;
+  d->s.tables[ti].sys[which] = c;
+  return 0;
+}
+
+int dltc_decoder_new(const struct dltc_plan_spec *spec, struct dltc_decoder **out,
+                     struct dltc_error *err) {
+  int rc = 0;
+  dltc_error_reset(err);
+  struct dltc_decoder *d = dltc__calloc(1, sizeof *d);
+  if (!d)
+    return dltc_error_set(err, DLTC_ENOMEM, "out of memory (decoder)");
+  d->rnd_pos = sizeof d->rnd; /* empty pool */
+  if ((rc = dltc__schema_init(&d->s, err)))
+    goto out;
+  if (spec->max_depth < 1 || spec->max_depth > 100000 || spec->batch_rows < 1 ||
+      spec->max_string < 0 || spec->mode_columns < 0 || spec->mode_columns > 3 ||
+      spec->mode_data_type < 0 || spec->mode_data_type > 3) {
+    rc = dltc_error_set(err, DLTC_EINVAL, "bad plan limits or contract modes");
+    goto out;
+  }
+  d->infer = spec->infer;
+  d->mode_columns = spec->mode_columns;
+  d->mode_data_type = spec->mode_data_type;
+  d->child_tables = spec->child_tables;
+  d->dlt_ids = spec->dlt_ids;
+  d->batch_rows = spec->batch_rows;
+  d->max_depth = spec->max_depth;
+  d->max_string = spec->max_string;
+  d->frames = dltc__calloc((size_t)d->max_depth + 8, sizeof *d->frames);
+  if (!d->frames) {
+    rc = dltc_error_set(err, DLTC_ENOMEM, "out of memory (decoder)");
+    goto out;
+  }
+  if (spec->selector) {
+    d->selector_len = strlen(spec->selector);
+    if (!(d->selector = dltc__strndup(spec->selector, d->selector_len))) {
+      rc = dltc_error_set(err, DLTC_ENOMEM, "out of memory (decoder)");
+      goto out;
+    }
+  }
+  if (spec->load_id) {
+    d->load_id_len = strlen(spec->load_id);
+    if (!(d->load_id = dltc__strndup(spec->load_id, d->load_id_len))) {
+      rc = dltc_error_set(err, DLTC_ENOMEM, "out of memory (decoder)");
+      goto out;
+    }
+  }
+  if (spec->root_name && !(d->root_name = dltc__strndup(spec->root_name, strlen(spec->root_name)))) {
+    rc = dltc_error_set(err, DLTC_ENOMEM, "out of memory (decoder)");
+    goto out;
+  }
+  if (spec->ntable_names) {
+    d->names = dltc__calloc(spec->ntable_names, sizeof *d->names);
+    if (!d->names) {
+      rc = dltc_error_set(err, DLTC_ENOMEM, "out of memory (decoder)");
+      goto out;
+    }
+    for (size_t i = 0; i < spec->ntable_names; i++) {
+      const struct dltc_table_name *tn = &spec->table_names[i];
+      size_t len = 0;
+      for (size_t j = 0; j < tn->nkey; j++)
+        len += tn->key_len[j] + 1;
+      char *k = dltc__malloc(len + 1);
+      char *nm = dltc__strndup(tn->name, strlen(tn->name));
+      if (!k || !nm) {
+        dltc__free(k);
+        dltc__free(nm);
+        rc = dltc_error_set(err, DLTC_ENOMEM, "out of memory (decoder)");
+        goto out;
+      }
+      size_t p = 0;
+      for (size_t j = 0; j < tn->nkey; j++) {
+        if (j)
+          k[p++] = '\x1f';
+        memcpy(k + p, tn->key[j], tn->key_len[j]);
+        p += tn->key_len[j];
+      }
+      k[p] = '\0';
+      d->names[d->nnames].key = k;
+      d->names[d->nnames].len = p;
+      d->names[d->nnames].name = nm;
+      d->nnames++;
+    }
+  }
+  /* root table, then the rejects table */
+  d->root_table = dltc__table_add(&d->s, -1, NULL, NULL, 0, err);
+  if (d->root_table < 0) {
+    rc = err ? err->code : DLTC_ENOMEM;
+    goto out;
+  }
+  d->rejects_table = dltc__table_add(&d->s, -1, NULL, NULL, -1, err);
+  if (d->rejects_table < 0) {
+    rc = err ? err->code : DLTC_ENOMEM;
+    goto out;
+  }
+  {
+    static const char *const rn[4] = {"source_url", "path", "reason", "record"};
+    for (int i = 0; i < 4; i++)
+      if (dltc__col_add(&d->s, d->rejects_table, -1, DLTC_T_TEXT, 0, rn[i], err) < 0) {
+        rc = err ? err->code : DLTC_ENOMEM;
+        goto out;
+      }
+  }
+  /* declared columns */
+  struct dltc_schema *s = &d->s;
+  for (size_t i = 0; i < spec->ncolumns; i++) {
+    const struct dltc_column_spec *cs = &spec->columns[i];
+    if (cs->npath == 0 || (cs->type <= DLTC_T_NONE && !cs->json) || cs->type >= DLTC_T__COUNT) {
+      rc = dltc_error_set(err, DLTC_EINVAL, "column %zu: empty path or bad type", i);
+      goto out;
+    }
+    int32_t obj = s->tables[d->root_table].root;
+    int32_t node = -1;
+    for (size_t j = 0; j < cs->npath; j++) {
+      uint32_t h = dltc__hash(cs->path[j], cs->path_len[j]);
+      node = dltc__node_find(s, obj, cs->path[j], cs->path_len[j], h);
+      if (node < 0)
+        node = dltc__node_add(s, obj, cs->path[j], cs->path_len[j], h, d->root_table, err);
+      if (node < 0) {
+        rc = err ? err->code : DLTC_ENOMEM;
+        goto out;
+      }
+      obj = node;
+    }
+    struct dltc_node *nd = &s->nodes[node];
+    if (nd->declared) {
+      rc = dltc_error_set(err, DLTC_EINVAL, "column %zu declared twice", i);
+      goto out;
+    }
+    int type = cs->json ? DLTC_T_JSON : cs->type;
+    int32_t c = dltc__col_add(s, d->root_table, node, type, 0, NULL, err);
+    if (c < 0) {
+      rc = err ? err->code : DLTC_ENOMEM;
+      goto out;
+    }
+    nd = &s->nodes[node];
+    nd->declared = 1;
+    nd->nullable = (uint8_t)(cs->nullable != 0);
+    nd->json = (uint8_t)(type == DLTC_T_JSON);
+    s->tables[d->root_table].meta[c].nullable = (uint8_t)(cs->nullable != 0);
+    s->tables[d->root_table].meta[c].declared = 1;
+    s->tables[d->root_table].declared = 1;
+  }
+  if (d->load_id && (rc = add_sys(d, d->root_table, DLTC_SYS_LOAD_ID, "_dlt_load_id", DLTC_T_TEXT, err)))
+    goto out;
+  if (d->dlt_ids && (rc = add_sys(d, d->root_table, DLTC_SYS_ID, "_dlt_id", DLTC_T_TEXT, err)))
+    goto out;
+  *out = d;
+  d = NULL;
+out:
+  dltc_decoder_free(d);
+  return rc;
+}
+
+void dltc_decoder_free(struct dltc_decoder *d) {
+  if (!d)
+    return;
+  dltc__schema_free(&d->s);
+  clear_pending(d);
+  dltc__free(d->selector);
+  dltc__free(d->load_id);
+  dltc__free(d->root_name);
+  for (size_t i = 0; i < d->nnames; i++) {
+    dltc__free(d->names[i].key);
+    dltc__free(d->names[i].name);
+  }
+  dltc__free(d->names);
+  dltc__free(d->scratch);
+  dltc__free(d->marks_doc);
+  dltc__free(d->marks_rec);
+  dltc__free(d->frames);
+  dltc__free(d);
+}
+
+/* ---- flush --------------------------------------------------------------------------------- */
+
+size_t dltc_decoder_ntables(const struct dltc_decoder *d) { return d->s.ntables; }
+
+void dltc_decoder_table_key(const struct dltc_decoder *d, size_t i, const char *const **key,
+                            const size_t **key_len, int *nkey, int64_t *rows) {
+  const struct dltc_table *t = &d->s.tables[i];
+  *key = (const char *const *)t->key;
+  *key_len = t->key_len;
+  *nkey = t->nkey;
+  *rows = t->closed_rows + t->nrows;
+}
+
+int dltc_decoder_flush_table(struct dltc_decoder *d, size_t i, struct ArrowArrayStream *out,
+                             struct dltc_error *err) {
+  struct dltc_table *t = &d->s.tables[i];
+  int rc = 0;
+  char **names = NULL;
+  int *types = NULL;
+  out->release = NULL;
+  if (t->nrows > 0 || t->nbatches == 0) {
+    if ((rc = close_batch(t, err)))
+      return rc;
+    d->st.batches++;
+  }
+  names = dltc__calloc(t->ncols ? t->ncols : 1, sizeof *names);
+  types = dltc__calloc(t->ncols ? t->ncols : 1, sizeof *types);
+  if (!names || !types) {
+    rc = dltc_error_set(err, DLTC_ENOMEM, "out of memory (flush)");
+    goto out;
+  }
+  for (size_t c = 0; c < t->ncols; c++) {
+    names[c] = t->cols[c].name;
+    types[c] = t->cols[c].type;
+  }
+  struct dltc_batch **b = t->batches;
+  size_t nb = t->nbatches;
+  int64_t rows = t->closed_rows;
+  t->batches = NULL;
+  t->nbatches = t->capbatches = 0;
+  t->total_rows += rows;
+  t->closed_rows = 0;
+  rc = dltc_stream_new(b, nb, names, types, t->ncols, out, err);
+out:
+  dltc__free(names);
+  dltc__free(types);
+  return rc;
+}
+
+void dltc_decoder_stats(const struct dltc_decoder *d, struct dltc_decoder_stats *out) {
+  *out = d->st;
+}
