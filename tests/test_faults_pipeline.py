@@ -115,6 +115,19 @@ def test_unrecoverable_archive_fails_the_run_and_the_next_run_heals(data, tmp_pa
     assert_exact(db, exp0 | set(R.load_games(str(data), players, *rest)))
 
 
+def test_html_403_challenge_fails_naming_the_url(data, tmp_path):
+    """A Cloudflare-style HTML 403 is not JSON and not retryable: a clear error, no data."""
+    players = players_of(data)[:3]
+    pipe, db = make_pipeline(tmp_path)
+    with R.serve(str(data), faults="seed=1,html403=1.0") as api:
+        with pytest.raises(Exception) as ei:
+            pipe.run(chess_source(api.base_url, players, None, None, max_attempts=2))
+        base = api.base_url
+    text = error_text(ei.value)
+    assert "403" in text and base + "/" in text, text[:2000]
+    assert game_uuids(db) == []
+
+
 # ---- schema drift under contracts ----------------------------------------------------------
 
 

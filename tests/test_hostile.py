@@ -650,3 +650,17 @@ def test_chess_token_never_in_error_log_or_rejects(chess_data, tmp_path, caplog)
     rej = repr(rows)
     for blob in (text, caplog.text, rej):
         assert SECRET not in blob and COOKIE not in blob
+
+
+@needs_chess
+def test_chess_tls_needs_the_ca_file(chess_data, tmp_path):
+    players = players_of(chess_data)
+    pipe, db = make_pipeline(tmp_path / "work")
+    with R.serve(str(chess_data), tls=True) as api:
+        assert api.base_url.startswith("https://")
+        with pytest.raises(Exception) as ei:  # the replica's per-run CA is not trusted
+            pipe.run(chess_source(api.base_url, players, None, None, max_attempts=1))
+        assert api.base_url in error_text(ei.value)
+        assert game_uuids(db) == []
+        pipe.run(chess_source(api.base_url, players, None, None, ca_file=api.ca_file))
+    assert set(game_uuids(db)) == set(R.load_games(str(chess_data), players))

@@ -21,9 +21,10 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Iterable
 
-# 10% of requests fail transiently; none of these is a client error.
+# 10% of requests fail transiently (5xx, Retry-After, resets, truncated or invalid bodies,
+# stalls); none of these is a client error, so every one must be retried to success.
 TRANSIENT_FAULTS = ("p500=0.02,p502=0.01,p503=0.02,p503ra=0.01,reset=0.01,short=0.01,"
-                    "stall=0.02,stall_s=1")
+                    "invalid_json=0.01,stall=0.01,stall_s=1")
 DRIFT_FAULTS = "drift_extra=0.15,drift_missing=0.1,drift_type=0.1"
 DATASET = "chess"
 
