@@ -88,7 +88,11 @@ C_FILES := $(wildcard csrc/*.c csrc/*.h tests/c/*.c tests/fuzz/*.c) src/dltc/_na
 
 lint: build
 	clang-format --dry-run -Werror $(C_FILES)
-	clang-tidy -p $(BUILD) --quiet $(wildcard csrc/*.c) 2>&1 | grep -v "warnings generated" ; exit $${PIPESTATUS[0]}
+	@# one file per run: clang-tidy 14 reports a false va_list finding when given several at once
+	@for f in $(wildcard csrc/*.c); do \
+	  clang-tidy -p $(BUILD) --quiet $$f 2>&1 | grep -v "warnings generated"; \
+	  [ $${PIPESTATUS[0]} = 0 ] || { echo "clang-tidy: $$f"; exit 1; }; \
+	done
 	cppcheck --enable=warning,performance,portability --error-exitcode=1 --inline-suppr --std=c11 \
 	  -I csrc -I $(BUILD) --suppress=missingIncludeSystem -q csrc/
 
