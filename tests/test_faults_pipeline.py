@@ -324,24 +324,46 @@ def test_drift_non_coercible_type(tmp_path, mode):
         assert set(by_player.get(victim, {})) == set(served[victim])
 
 
-@pytest.mark.parametrize("mode", ["freeze", "discard_row", "discard_value"])
-def test_contract_on_unchanged_data_changes_nothing(tmp_path, mode):
-    """A second run over the same data under a strict contract: nothing is new, so nothing
-    fails and nothing is discarded (the columns and child tables of run 1 exist)."""
+@pytest.mark.parametrize("mode,runs", [("freeze", 1), ("freeze", 2), ("discard_row", 2),
+                                       ("discard_value", 2)])
+def test_contract_on_unchanged_data_changes_nothing(tmp_path, mode, runs):
+    """dlt applies `columns`/`data_type` contracts to tables that exist: on a first run every
+    table is new (and a new child table falls under `tables`, here evolve), and a second run
+    over the same data brings nothing new. Either way nothing fails, nothing is discarded."""
     d = tmp_path / "replica"
     R.generate(str(d), players=8, months=2, seed=5, now=NOW)
     players = players_of(d)
+    platforms = sum(len(json.loads(f.read_text()).get("streaming_platforms") or [])
+                    for f in d.glob("pub/player/*/profile.json"))
+    assert platforms > 0, "the data set needs a profile with streaming platforms"
     pipe, db = make_pipeline(tmp_path / "work")
+    contract = {"columns": mode, "data_type": mode}
     with R.serve(str(d)) as api:
-        pipe.run(chess_source(api.base_url, players, None, None))
-        child = query(db, "select count(*) from chess.players_profiles__streaming_platforms")
-        pipe.run(chess_source(api.base_url, players, None, None,
-                              schema_contract={"columns": mode, "data_type": mode}))
-    assert rejects(db) == [], f"{mode} discarded data that matches the schema of run 1"
+        if runs == 2:
+            pipe.run(chess_source(api.base_url, players, None, None))
+        pipe.run(chess_source(api.base_url, players, None, None, schema_contract=contract))
+    assert rejects(db) == [], f"{mode} discarded data that fits the schema"
     assert query(db, "select count(*) from chess.players_profiles")[0][0] == len(players)
     assert query(db, "select count(*) from chess.players_profiles__streaming_platforms"
-                 ) == child
+                 ) == [(platforms,)]
     assert_exact(db, set(R.load_games(str(d), players)))
+
+
+def test_rejects_table_has_the_contract_columns(tmp_path):
+    """_dltc_rejects holds source_url, path, reason, record (+ dlt's own columns) and
+    nothing borrowed from the table the rejects came from."""
+    d = tmp_path / "replica"
+    R.generate(str(d), players=4, months=1, seed=8, now=NOW)
+    players = players_of(d)
+    pipe, db = make_pipeline(tmp_path / "work")
+    with R.serve(str(d), faults="seed=3,drift_extra=1.0") as api:
+        pipe.run(chess_source(api.base_url, players, None, None,
+                              schema_contract={"columns": "discard_value"}))
+    rows = rejects(db)
+    assert rows, "drift_extra=1.0 under discard_value must leave rejects"
+    cols = set(columns(db, "_dltc_rejects"))
+    assert {"source_url", "path", "reason", "record"} <= cols
+    assert cols - {"source_url", "path", "reason", "record"} <= {"_dlt_load_id", "_dlt_id"}, cols
 
 
 def test_popup_missing_field_does_not_crash(tmp_path):
