@@ -62,7 +62,7 @@ build-asan: $(ASAN)/build.ninja
 	@ln -s $(CURDIR)/$$(ls $(ASAN)/_native*.so) $(ASAN_SITE)/dltc/
 
 ASAN_ENV := PYTHONPATH=$(CURDIR)/$(ASAN_SITE) \
-            LD_PRELOAD=$$(gcc -print-file-name=libasan.so) \
+            LD_PRELOAD="$$(gcc -print-file-name=libasan.so) $$(gcc -print-file-name=libstdc++.so)" \
             ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 \
             UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
             DLTC_EXPECT_ASAN=1
