@@ -506,6 +506,10 @@ def test_schema_drift_discarded_rows_are_in_rejects(own_data, tmp_path):
     columns = {r[0] for r in con.execute(
         "select column_name from information_schema.columns where table_name = 'players_games'").fetchall()}
     assert not any(c.startswith("dltc_drift") for c in columns)
+    rej_cols = {r[0] for r in con.execute(
+        "select column_name from information_schema.columns where table_name = '_dltc_rejects'").fetchall()}
+    assert {"source_url", "path", "reason", "record"} <= rej_cols <= {
+        "source_url", "path", "reason", "record", "_dlt_load_id", "_dlt_id"}
 
 
 def test_players_archives_when_selected_matches_reference(data, server, tmp_path):

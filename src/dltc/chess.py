@@ -819,7 +819,8 @@ def _close_quietly(client: Any) -> None:
 
 def _rejects_item(tbl: pa.Table) -> Any:
     """Rejects go to their own append-only table whatever the resource's disposition."""
-    hints = dlt.mark.make_hints(table_name=REJECTS_TABLE, write_disposition="append")
+    # empty columns and key: nothing of the resource's own hints (end_time, uuid) spills over
+    hints = dlt.mark.make_hints(table_name=REJECTS_TABLE, write_disposition="append", columns={}, primary_key=[])
     return dlt.mark.with_hints(tbl, hints, create_table_variant=True)
 
 
@@ -855,6 +856,16 @@ def _selected_kinds() -> set:
     except Exception:
         return set()
     return {_RESOURCE_KINDS[n] for n in names if n in _RESOURCE_KINDS}
+
+
+def _dlt_contract() -> Any:
+    """The schema contract dlt applies to this source (pipeline.run(schema_contract=...)
+    or source.schema_contract), so the decoder enforces it row by row: dlt alone can only
+    drop or keep a whole Arrow batch."""
+    try:
+        return dlt.current.source().schema_contract
+    except Exception:
+        return None
 
 
 def _games_state() -> dict:
@@ -959,6 +970,8 @@ def source(
     def _begin(kind: str) -> None:
         if run.fresh():
             cfg["load_id"] = _load_id() or cfg["load_id"]
+            if schema_contract is None:  # a contract given to pipeline.run / the source
+                cfg["contract"] = _contract(_dlt_contract())
             kinds = _selected_kinds() | {kind}
         elif kind not in run.active:
             kinds = {kind}
