@@ -563,3 +563,23 @@ def test_new_child_table_is_a_new_table_not_a_new_column(mode):
     assert out["root__l"].column("x").to_pylist() == [1]
     assert out["root__s"].column("value").to_pylist() == [1, 2]
     assert REJECTS not in out
+
+
+@pytest.mark.parametrize("mode", ["evolve", "freeze", "discard_row", "discard_value"])
+def test_contract_tables(mode):
+    """dlt (checked with a pipeline into DuckDB): under tables=discard_row/discard_value a
+    new nested table's rows are dropped and the parent rows stay; freeze raises."""
+    data = b'[{"a":1,"l":[{"x":1}]},{"a":2,"s":[1,2]},{"a":3}]'
+    if mode == "freeze":
+        with pytest.raises(dltc.JSONDecodeError) as ei:
+            dltc.read_json(data, {"a": "bigint"}, contract={"tables": mode})
+        assert ei.value.path == "$[0].l"
+        return
+    out = dltc.read_json(data, {"a": "bigint"}, contract={"tables": mode}, tables=True, source_url="u")
+    assert out["root"].column("a").to_pylist() == [1, 2, 3]
+    if mode == "evolve":
+        assert set(out) == {"root", "root__l", "root__s"}
+        return
+    assert set(out) == {"root", REJECTS}
+    assert [(r["path"], r["reason"], json.loads(r["record"])) for r in out[REJECTS].to_pylist()] == [
+        ("$[0].l", "new_table", {"a": 1, "l": [{"x": 1}]}), ("$[1].s", "new_table", {"a": 2, "s": [1, 2]})]
