@@ -13,7 +13,7 @@ SUDO     := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 APT_PKGS := gcc make pkg-config python3-dev python3-venv libcurl4-openssl-dev \
             nginx-light libnginx-mod-http-echo openssl wrk \
-            clang libclang-rt-14-dev clang-tidy cppcheck clang-format
+            clang libclang-rt-14-dev clang-tidy cppcheck clang-format libdeflate-dev libbrotli-dev zlib1g-dev
 
 SOURCES := $(shell find csrc src tests/c tests/fuzz -type f \( -name '*.c' -o -name '*.h' -o -name '*.py' -o -name '*.pyi' -o -name 'meson.build' \) 2>/dev/null) meson.build meson.options pyproject.toml
 
@@ -114,6 +114,22 @@ fuzz-headers: build/fuzz_headers
 	@mkdir -p build/corpus_headers
 	ASAN_OPTIONS=detect_leaks=1 ./build/fuzz_headers -max_total_time=$(FUZZ_SECONDS) \
 	  -max_len=512 -print_final_stats=1 build/corpus_headers tests/fuzz/corpus_headers
+
+# ---- fuzz: content decoding (gzip/br/identity) of untrusted bodies -------------
+# `make fuzz-inflate FUZZ_SECONDS=10`; seeds are made by the target's first runs.
+FUZZ_INFLATE_SRC := tests/fuzz/fuzz_inflate.c csrc/inflate.c csrc/arrow.c csrc/error.c
+
+build/fuzz_inflate: $(FUZZ_INFLATE_SRC) csrc/inflate.h csrc/arrow.h csrc/error.h
+	@mkdir -p build
+	clang -std=c11 -D_GNU_SOURCE -g -O1 -Wall -Wextra -Werror -fsanitize=fuzzer,address,undefined \
+	  -fno-sanitize-recover=undefined -Icsrc $(FUZZ_INFLATE_SRC) -ldeflate -lbrotlidec -lm -o $@
+
+.PHONY: fuzz-inflate
+fuzz: fuzz-inflate
+fuzz-inflate: build/fuzz_inflate
+	@mkdir -p build/corpus_inflate
+	ASAN_OPTIONS=detect_leaks=1 ./build/fuzz_inflate -max_total_time=$(FUZZ_SECONDS) \
+	  -max_len=65536 -rss_limit_mb=1024 -print_final_stats=1 build/corpus_inflate
 
 # ---- the main job ---------------------------------------------------------------
 

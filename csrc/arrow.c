@@ -11,7 +11,7 @@
 
 /* ---- allocation hooks --------------------------------------------------------- */
 
-static long alloc_fail_at;   /* 0: never fail */
+static long alloc_fail_at; /* 0: never fail */
 static long alloc_count;
 
 static int alloc_should_fail(void) {
@@ -169,7 +169,7 @@ int dltc__buf_reserve(struct dltc_buf *b, size_t extra, struct dltc_error *err) 
     p = buf_alloc(cap);
     if (!p)
       return dltc_error_set(err, DLTC_ENOMEM, "out of memory (buffer of %zu bytes)", cap);
-    if (b->len)
+    if (b->len && b->data)
       memcpy(p, b->data, b->len);
     buf_release(b->data, b->cap);
   }
@@ -570,7 +570,8 @@ int dltc_batch_export(struct dltc_batch *b, char *const *names, const int *types
   }
   p->n = n;
   p->child_structs = dltc__calloc(n ? n : 1, sizeof *p->child_structs);
-  p->children = dltc__calloc(n ? n : 1, sizeof *p->children);
+  /* an array of pointers */
+  p->children = dltc__calloc(n ? n : 1, sizeof *p->children); // NOLINT(bugprone-sizeof-expression)
   if (!p->child_structs || !p->children) {
     rc = dltc_error_set(err, DLTC_ENOMEM, "out of memory (export)");
     goto out;
@@ -647,7 +648,8 @@ int dltc_schema_export(char *const *names, const int *types, size_t n, struct Ar
     goto out;
   }
   p->child_structs = dltc__calloc(n ? n : 1, sizeof *p->child_structs);
-  p->children = dltc__calloc(n ? n : 1, sizeof *p->children);
+  /* an array of pointers */
+  p->children = dltc__calloc(n ? n : 1, sizeof *p->children); // NOLINT(bugprone-sizeof-expression)
   if (!p->child_structs || !p->children) {
     dltc__free(p->child_structs);
     dltc__free(p->children);
@@ -812,7 +814,8 @@ int dltc_stream_clone(struct ArrowArrayStream *src, struct ArrowArrayStream *out
     return dltc_error_set(err, DLTC_EINVAL, "not a live dltc stream");
   const struct stream_priv *sp = src->private_data;
   size_t nb = sp->nb - sp->next;
-  struct dltc_batch **bs = dltc__calloc(nb ? nb : 1, sizeof *bs);
+  struct dltc_batch **bs =
+      dltc__calloc(nb ? nb : 1, sizeof *bs); // NOLINT(bugprone-sizeof-expression)
   if (!bs)
     return dltc_error_set(err, DLTC_ENOMEM, "out of memory (stream)");
   for (size_t i = 0; i < nb; i++) {

@@ -103,13 +103,13 @@ struct dltc_buf {
  *   BIGINT/TIMESTAMP: int64 values; DOUBLE: double; DATE: int32 days; BOOL: bitmap
  * validity is a bitmap kept for every column (bit set = valid). */
 struct dltc_col {
-  char *name;       /* raw path components joined by '\x1f'; owned */
-  int type;         /* enum dltc_type */
-  int64_t length;   /* values appended */
+  char *name;     /* raw path components joined by '\x1f'; owned */
+  int type;       /* enum dltc_type */
+  int64_t length; /* values appended */
   int64_t null_count;
   struct dltc_buf validity;
-  struct dltc_buf values;  /* fixed-width values, or string offsets */
-  struct dltc_buf data;    /* string bytes */
+  struct dltc_buf values; /* fixed-width values, or string offsets */
+  struct dltc_buf data;   /* string bytes */
 };
 
 /* Grow b so that `extra` more bytes fit (64-byte aligned data). 0 or DLTC_ENOMEM/ELIMIT. */
@@ -156,9 +156,9 @@ int64_t dltc_batch_rows(const struct dltc_batch *b);
 
 /* Export a batch as a struct array whose children share b's buffers (each child
  * holds a reference to b, so they may be moved out and released in any order); the
- * caller keeps its own reference. Columns named in `names`/`types` (n entries) that b lacks (added after b was
- * closed) are exported as all-null columns, so every batch of one stream has the
- * same schema. On failure *out and *schema are left released (release == NULL). */
+ * caller keeps its own reference. Columns named in `names`/`types` (n entries) that b lacks (added
+ * after b was closed) are exported as all-null columns, so every batch of one stream has the same
+ * schema. On failure *out and *schema are left released (release == NULL). */
 int dltc_batch_export(struct dltc_batch *b, char *const *names, const int *types, size_t n,
                       struct ArrowArray *out, struct dltc_error *err);
 

@@ -2,15 +2,25 @@
  * Arrow builders directly (no DOM), flattening objects into path columns, turning
  * lists into child tables, inferring types and applying dlt's contract modes.
  *
- * Decisions (documented in the report and tested):
- * - A lone UTF-16 surrogate in a \u escape is rejected (Arrow utf8 cannot hold it).
- * - Integers beyond int64 are read as (correctly rounded) doubles.
- * - Doubles: exact fast path or strtod_l("C"), see num.c.
- * - Batches close only at document boundaries, so a failed document rolls back
- *   by truncating the open builders. */
+ * Decisions (tested in tests/c/test_decode.c):
+ * - UTF-8 is validated (no overlongs, no encoded surrogates, <= U+10FFFF); a lone
+ *   UTF-16 surrogate in a \u escape is rejected with EPARSE (Arrow utf8 cannot hold
+ *   it; Python would keep it as an unpaired code point). Surrogate pairs combine.
+ * - Integers that fit int64 are exact; larger ones are read as (correctly rounded)
+ *   doubles. An integral double beyond int64 offered to a bigint column is what dlt
+ *   turns into an int no column holds: ESCHEMA (evolve) or a reject (discard modes).
+ * - Doubles: an exact fast path (<= 15 digits, |exp10| <= 22) or strtod_l in the C
+ *   locale (correctly rounded, as Python's float()), see num.c. Overflow is +-inf.
+ * - Caps: max_depth (<= DLTC_MAX_DEPTH), max_string (raw bytes of one string or key),
+ *   keys <= 4096 bytes, number tokens <= 4096 bytes, column key paths <= 128 keys.
+ * - Errors carry the byte offset and the path of the last member read
+ *   ($.games[12].white.rating); contract errors point at the offending value.
+ * - A repeated key keeps the last scalar (as json.loads); a repeated list key adds
+ *   the rows of both lists (known difference).
+ * - Batches close only at document boundaries, so a failed document rolls back by
+ *   truncating the open builders and popping the columns and tables it created. */
 #include "decode.h"
 
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,7 +37,7 @@
 #define LIKELY(x) __builtin_expect(!!(x), 1)
 #define UNLIKELY(x) __builtin_expect(!!(x), 0)
 
-#define REJECTS_MAX_PENDING 64
+#define REJECTS_MAX_PENDING 65536 /* rejects of one root record; more: counted only */
 
 struct pending_reject {
   char *path;
@@ -47,7 +57,7 @@ struct dltc_decoder {
   int32_t root_table, rejects_table;
   char *selector;
   size_t selector_len;
-  int infer, mode_columns, mode_data_type, child_tables, dlt_ids;
+  int infer, mode_columns, mode_data_type, mode_tables, child_tables, dlt_ids;
   char *load_id;
   size_t load_id_len;
   char *root_name;
@@ -55,7 +65,7 @@ struct dltc_decoder {
     char *key; /* components joined by \x1f */
     size_t len;
     char *name;
-  } *names;
+  } * names;
   size_t nnames;
   int64_t batch_rows;
   int max_depth;
@@ -66,11 +76,13 @@ struct dltc_decoder {
   int64_t *marks_doc, *marks_rec;
   size_t marks_cap;
   struct frame *frames;
-  struct pending_reject pend[REJECTS_MAX_PENDING];
-  int npend;
-  int64_t pend_dropped;
+  struct pending_reject *pend; /* rejects of the current root record */
+  int npend, cappend;
   uint8_t rnd[4096];
   size_t rnd_pos;
+  /* the compiled plan, for dltc_decoder_reset: its nodes, tables and columns */
+  size_t plan_nnodes, plan_ntables;
+  size_t plan_ncols[2];
 };
 
 struct parser {
@@ -119,21 +131,29 @@ static size_t path_format(const struct parser *ps, char *buf, size_t cap) {
   return k;
 }
 
-NOINLINE static int fail(struct parser *ps, int code, const char *fmt, ...) {
+/* Record the first (innermost) error: code, message (fmt with one long long and/or
+ * two strings; no va_list, which clang-tidy 14 misreads across files), byte offset
+ * ps->p and the JSON path. Returns the recorded code. */
+NOINLINE static int fail_fmt(struct parser *ps, int code, const char *fmt, long long v,
+                             const char *s1, const char *s2) {
   struct dltc_error *err = ps->err;
   if (!err)
     return code;
   if (err->code)
-    return err->code; /* keep the first (innermost) error */
+    return err->code;
   err->code = code;
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(err->msg, sizeof err->msg, fmt, ap);
-  va_end(ap);
+  if (s1)
+    snprintf(err->msg, sizeof err->msg, fmt, s1, s2);
+  else
+    snprintf(err->msg, sizeof err->msg, fmt, v);
   err->offset = ps->p - ps->base;
   path_format(ps, err->path, sizeof err->path);
   return code;
 }
+
+/* A constant message (or one with a single %lld). */
+#define fail(ps, code, msg) fail_fmt(ps, code, "%s", 0, msg, NULL)
+#define fail_ll(ps, code, fmt, v) fail_fmt(ps, code, fmt, (long long)(v), NULL, NULL)
 
 /* An error that happened below (e.g. ENOMEM in a builder): add offset and path. */
 NOINLINE static int fail_from(struct parser *ps, int code) {
@@ -243,13 +263,15 @@ enum { SCAN_NOROOM = -1 };
  * SCAN_NOROOM with ps->p unchanged. The output is never longer than the input, so
  * a 16-byte block store at o is in bounds while (p - s0) + 16 <= room. Reads stay
  * in [ps->p, ps->end). always_inline: the dst == NULL copy loses the stores. */
-__attribute__((always_inline)) static inline int scan_impl(struct parser *ps, const char **start,
-                                                           size_t *len, int *esc, char *dst,
-                                                           size_t room) {
+__attribute__((always_inline)) static inline int
+scan_impl(struct parser *ps, const char **start, size_t *len, int *esc, char *dst, size_t room) {
   const char *p = ps->p + 1, *end = ps->end;
   const char *s0 = p;
   char *o = dst;
   int has_esc = 0;
+  *esc = 0; /* defined outputs on every path (the analyzer cannot see fail() != 0) */
+  *len = 0;
+  *start = s0;
   for (;;) {
 #if defined(__SSE2__)
     const __m128i quote = _mm_set1_epi8('"'), bs = _mm_set1_epi8('\\'), ctl = _mm_set1_epi8(0x1F);
@@ -265,11 +287,13 @@ __attribute__((always_inline)) static inline int scan_impl(struct parser *ps, co
       if (mask) {
         unsigned k = (unsigned)__builtin_ctz(mask);
         p += k;
-        o += dst ? k : 0;
+        if (dst)
+          o += k;
         goto special;
       }
       p += 16;
-      o += dst ? 16 : 0;
+      if (dst)
+        o += 16;
     }
 #endif
     while (p < end) {
@@ -292,8 +316,8 @@ __attribute__((always_inline)) static inline int scan_impl(struct parser *ps, co
     if (c == '"') {
       if (UNLIKELY((int64_t)(p - s0) > ps->d->max_string)) {
         ps->p = p + 1;
-        return fail(ps, DLTC_ELIMIT, "string longer than max_string (%lld bytes)",
-                    (long long)ps->d->max_string);
+        return fail_ll(ps, DLTC_ELIMIT, "string longer than max_string (%lld bytes)",
+                       ps->d->max_string);
       }
       ps->p = p + 1;
       *start = s0;
@@ -320,13 +344,13 @@ __attribute__((always_inline)) static inline int scan_impl(struct parser *ps, co
           if (end - p < 6 || p[0] != '\\' || p[1] != 'u' || hex4(p + 2, end, &lo) || lo < 0xDC00 ||
               lo > 0xDFFF) {
             ps->p = p - 6;
-            return fail(ps, DLTC_EPARSE, "lone surrogate \\u%04X", u);
+            return fail_ll(ps, DLTC_EPARSE, "lone surrogate \\u%04llX", u);
           }
           p += 6;
           u = 0x10000 + ((u - 0xD800) << 10) + (lo - 0xDC00);
         } else if (u >= 0xDC00 && u <= 0xDFFF) {
           ps->p = p - 6;
-          return fail(ps, DLTC_EPARSE, "lone surrogate \\u%04X", u);
+          return fail_ll(ps, DLTC_EPARSE, "lone surrogate \\u%04llX", u);
         }
         if (dst)
           o += put_utf8(o, u);
@@ -450,7 +474,7 @@ static int skip_value(struct parser *ps);
 
 static int skip_container(struct parser *ps, char close) {
   if (UNLIKELY(++ps->depth > ps->d->max_depth))
-    return fail(ps, DLTC_ELIMIT, "nesting deeper than max_depth (%d)", ps->d->max_depth);
+    return fail_ll(ps, DLTC_ELIMIT, "nesting deeper than max_depth (%lld)", ps->d->max_depth);
   ps->p++;
   skip_ws(ps);
   if (ps->p < ps->end && *ps->p == close) {
@@ -559,8 +583,16 @@ static int random_bytes(struct parser *ps, uint8_t *out, size_t n) {
 static int add_pending(struct parser *ps, int32_t node, const char *reason, int suffix_node) {
   struct dltc_decoder *d = ps->d;
   if (d->npend >= REJECTS_MAX_PENDING) {
-    d->pend_dropped++;
+    d->st.rejects_unrecorded++;
     return 0;
+  }
+  if (d->npend == d->cappend) {
+    int c = d->cappend ? d->cappend * 2 : 8;
+    struct pending_reject *np = dltc__realloc(d->pend, (size_t)c * sizeof *np);
+    if (!np)
+      return fail(ps, DLTC_ENOMEM, "out of memory (rejects)");
+    d->pend = np;
+    d->cappend = c;
   }
   char buf[DLTC_ERROR_PATH_SIZE];
   size_t k = path_format(ps, buf, sizeof buf);
@@ -588,9 +620,9 @@ static int add_pending(struct parser *ps, int32_t node, const char *reason, int 
 
 enum { STORE_OK = 0, STORE_SKIP = -1 };
 
-static inline int table_settled(const struct dltc_table *t) {
-  return t->declared || t->total_rows + t->closed_rows + t->nrows > 0;
-}
+/* New keys of a settled table are new columns (contract "columns"); a table made
+ * by this document takes its columns with it (dlt: they come with the new table). */
+static inline int table_settled(const struct dltc_table *t) { return t->declared || t->settled; }
 
 /* Apply a contract mode to a violation. Returns 0 to proceed (evolve), STORE_SKIP to
  * drop the value, or an error. */
@@ -612,7 +644,8 @@ static int contract(struct parser *ps, int mode, int32_t node, const char *reaso
     name[k] = '\0';
     if (ps->vstart && ps->vstart <= ps->p)
       ps->p = ps->vstart; /* point at the offending value */
-    return fail(ps, DLTC_ESCHEMA, "contract violation (%s) on frozen schema: %s", reason, name);
+    return fail_fmt(ps, DLTC_ESCHEMA, "contract violation (%s) on frozen schema: %s", 0, reason,
+                    name);
   }
   case DLTC_MODE_DISCARD_ROW: {
     int rc = add_pending(ps, node, reason, 0);
@@ -628,17 +661,24 @@ static int contract(struct parser *ps, int mode, int32_t node, const char *reaso
   }
 }
 
+/* Python's datetime range, years 1..9999 (dlt cannot make other timestamps). */
+static inline int us_in_range(int64_t us) {
+  return us >= -62135596800000000LL && us < 253402300800000000LL;
+}
+
 static int infer_type(const struct value *v) {
   if (v->kind == DLTC_T_TEXT) {
     int64_t us;
     int has_time;
-    if (v->n >= 16 && dltc__iso_parse(v->str, v->n, &us, &has_time) == 0 && has_time)
+    if (v->n >= 11 && dltc__iso_parse(v->str, v->n, &us, &has_time) == 0 && has_time &&
+        us_in_range(us))
       return DLTC_T_TIMESTAMP;
   }
   return v->kind;
 }
 
-/* text -> int64 as int(s.strip()) / int(s[2:], 16) for "0x". */
+/* text -> int64 as int(s.strip()) / int(s[2:], 16) for "0x". -1: not an integer,
+ * -2: an integer beyond int64. */
 static int text_to_i64(const char *s, size_t n, int64_t *out) {
   while (n && (*s == ' ' || *s == '\t' || *s == '\n' || *s == '\r')) {
     s++;
@@ -663,18 +703,18 @@ static int text_to_i64(const char *s, size_t n, int64_t *out) {
   if (!n)
     return -1;
   uint64_t v = 0;
+  int over = 0;
   for (size_t i = 0; i < n; i++) {
     int dgt = base == 16 ? hexval(s[i]) : (s[i] >= '0' && s[i] <= '9' ? s[i] - '0' : -1);
     if (dgt < 0)
       return -1;
     if (v > (UINT64_MAX - (uint64_t)dgt) / (uint64_t)base)
-      return -1;
-    v = v * (uint64_t)base + (uint64_t)dgt;
+      over = 1;
+    else
+      v = v * (uint64_t)base + (uint64_t)dgt;
   }
-  if (!neg && v > (uint64_t)INT64_MAX)
-    return -1;
-  if (neg && v > (uint64_t)INT64_MAX + 1)
-    return -1;
+  if (over || (!neg && v > (uint64_t)INT64_MAX) || (neg && v > (uint64_t)INT64_MAX + 1))
+    return -2; /* an integer, but beyond int64 */
   *out = neg ? (int64_t)(0 - v) : (int64_t)v;
   return 0;
 }
@@ -734,11 +774,15 @@ static int text_to_bool(const char *s, size_t n, int *out) {
   return -1;
 }
 
+/* Epoch seconds -> microseconds as dlt gets them (Python's datetime.fromtimestamp:
+ * modf, fraction * 1e6 in double, rounded half to even), so large values keep their
+ * microseconds and 2.5e-6 s gives 2 us as in Python. */
 static int secs_to_us(double secs, int64_t *us) {
-  double v = secs * 1e6;
-  if (!(v > -9.2e18 && v < 9.2e18))
+  if (!(secs > -9.2e12 && secs < 9.2e12))
     return -1;
-  *us = (int64_t)__builtin_nearbyint(v);
+  double s = __builtin_trunc(secs);
+  double r = __builtin_nearbyint((secs - s) * 1e6); /* exact fraction; ties to even */
+  *us = (int64_t)s * 1000000 + (int64_t)r;
   return 0;
 }
 
@@ -766,8 +810,13 @@ static int is_json_text(struct parser *ps, const char *s, size_t n) {
   return sub.p == sub.end;
 }
 
-/* Append v to column ci of table t, coercing as dlt does. Returns 0, 1 if the value
- * does not coerce, or an error. */
+/* append_coerced's results besides 0 and error codes (which are > 0). */
+enum { COERCE_NONE = -1, COERCE_NOHOLD = -2 };
+
+/* Append v to column ci of table t, coercing as dlt does. Returns 0, COERCE_NONE if
+ * the value does not coerce (dlt makes a variant), COERCE_NOHOLD if dlt's coercion
+ * gives a value no column holds (an integral double beyond int64: dlt fails), or an
+ * error code (offset and path set). */
 static int append_coerced(struct parser *ps, struct dltc_col *col, const struct value *v) {
   struct dltc_error *err = ps->err;
   int rc = 0;
@@ -788,9 +837,11 @@ static int append_coerced(struct parser *ps, struct dltc_col *col, const struct 
       rc = dltc_col_append_str(col, b, n, err);
       break;
     }
-    case DLTC_T_BOOL: rc = dltc_col_append_str(col, v->i ? "True" : "False", v->i ? 4 : 5, err); break;
+    case DLTC_T_BOOL:
+      rc = dltc_col_append_str(col, v->i ? "True" : "False", v->i ? 4 : 5, err);
+      break;
     case DLTC_T_JSON: rc = dltc_col_append_str(col, v->str, v->n, err); break;
-    default: return 1;
+    default: return COERCE_NONE;
     }
     break;
   case DLTC_T_JSON:
@@ -799,22 +850,24 @@ static int append_coerced(struct parser *ps, struct dltc_col *col, const struct 
     else if (v->kind == DLTC_T_TEXT && is_json_text(ps, v->str, v->n))
       rc = dltc_col_append_str(col, v->str, v->n, err);
     else
-      return 1;
+      return COERCE_NONE;
     break;
   case DLTC_T_BIGINT: {
     int64_t x;
     if (v->kind == DLTC_T_BIGINT)
       x = v->i;
     else if (v->kind == DLTC_T_DOUBLE) {
-      if (!(v->f >= -9223372036854775808.0 && v->f < 9223372036854775808.0) ||
-          v->f != __builtin_trunc(v->f))
-        return 1;
+      if (!__builtin_isfinite(v->f) || v->f != __builtin_trunc(v->f))
+        return COERCE_NONE;
+      if (!(v->f >= -9223372036854775808.0 && v->f < 9223372036854775808.0))
+        return COERCE_NOHOLD; /* dlt: int(v), which no bigint column holds */
       x = (int64_t)v->f;
     } else if (v->kind == DLTC_T_TEXT) {
-      if (text_to_i64(v->str, v->n, &x))
-        return 1;
+      int r = text_to_i64(v->str, v->n, &x);
+      if (r)
+        return r == -2 ? COERCE_NOHOLD : COERCE_NONE;
     } else
-      return 1;
+      return COERCE_NONE;
     rc = dltc_col_append_i64(col, x, err);
     break;
   }
@@ -826,9 +879,9 @@ static int append_coerced(struct parser *ps, struct dltc_col *col, const struct 
       x = (double)v->i;
     else if (v->kind == DLTC_T_TEXT) {
       if (text_to_f64(v->str, v->n, &x))
-        return 1;
+        return COERCE_NONE;
     } else
-      return 1;
+      return COERCE_NONE;
     rc = dltc_col_append_f64(col, x, err);
     break;
   }
@@ -840,9 +893,9 @@ static int append_coerced(struct parser *ps, struct dltc_col *col, const struct 
       x = v->f != 0;
     else if (v->kind == DLTC_T_TEXT) {
       if (text_to_bool(v->str, v->n, &x))
-        return 1;
+        return COERCE_NONE;
     } else
-      return 1;
+      return COERCE_NONE;
     rc = dltc_col_append_bool(col, x, err);
     break;
   }
@@ -850,29 +903,38 @@ static int append_coerced(struct parser *ps, struct dltc_col *col, const struct 
   case DLTC_T_DATE: {
     int64_t us;
     int has_time;
+    double secs;
     if (v->kind == DLTC_T_TEXT) {
-      if (dltc__iso_parse(v->str, v->n, &us, &has_time))
-        return 1;
+      /* as dlt: ISO-8601 (pendulum), else a numeric string is epoch seconds */
+      if (dltc__iso_parse(v->str, v->n, &us, &has_time) == 0) {
+      } else if (to == DLTC_T_TIMESTAMP && !memchr(v->str, 'x', v->n) &&
+                 text_to_f64(v->str, v->n, &secs) == 0) {
+        if (secs_to_us(secs, &us))
+          return COERCE_NONE;
+      } else
+        return COERCE_NONE;
     } else if (v->kind == DLTC_T_BIGINT) {
       if (v->i > INT64_MAX / 1000000 || v->i < INT64_MIN / 1000000)
-        return 1;
+        return COERCE_NONE;
       us = v->i * 1000000;
     } else if (v->kind == DLTC_T_DOUBLE) {
       if (secs_to_us(v->f, &us))
-        return 1;
+        return COERCE_NONE;
     } else
-      return 1;
+      return COERCE_NONE;
+    if (!us_in_range(us))
+      return COERCE_NONE;
     if (to == DLTC_T_TIMESTAMP)
       rc = dltc_col_append_i64(col, us, err);
     else {
       int64_t days = floor_div(us, 86400000000LL);
       if (days > INT32_MAX || days < INT32_MIN)
-        return 1;
+        return COERCE_NONE;
       rc = dltc_col_append_i32(col, (int32_t)days, err);
     }
     break;
   }
-  default: return 1;
+  default: return COERCE_NONE;
   }
   return rc ? fail_from(ps, rc) : 0;
 }
@@ -909,28 +971,44 @@ static int store(struct parser *ps, int32_t node, const struct value *v) {
   struct dltc_col *col = &t->cols[nd->col[nd->main_type]];
   clear_dup(col, t->nrows);
   rc = append_coerced(ps, col, v);
-  if (LIKELY(rc <= 0))
-    return rc;
-  /* does not coerce: variant column of the value's own type */
-  int32_t vc = nd->col[v->kind];
-  if (vc < 0 || v->kind == nd->main_type) {
-    rc = contract(ps, ps->d->mode_data_type, node, "data_type");
-    if (rc == STORE_SKIP) {
-      ps->d->st.rejects_data_type++;
-      return 0;
+  if (LIKELY(rc >= 0))
+    return rc; /* stored, or an error */
+  if (rc == COERCE_NONE) {
+    /* does not coerce: a variant column named for the value's kind */
+    int32_t vc = nd->col[v->kind];
+    if (vc < 0 || v->kind == nd->main_type) {
+      rc = contract(ps, ps->d->mode_data_type, node, "data_type");
+      if (rc == STORE_SKIP) {
+        ps->d->st.rejects_data_type++;
+        return 0;
+      }
+      if (rc)
+        return rc;
+      /* typed as dlt infers it (an ISO string: timestamp) */
+      vc = dltc__col_add(s, ti, node, infer_type(v), v->kind, NULL, ps->err);
+      if (vc < 0)
+        return fail_from(ps, ps->err ? ps->err->code : DLTC_ENOMEM);
+      ps->d->st.variants++;
     }
-    if (rc)
+    col = &t->cols[vc];
+    clear_dup(col, t->nrows);
+    rc = append_coerced(ps, col, v);
+    if (LIKELY(rc >= 0))
       return rc;
-    vc = dltc__col_add(s, ti, node, v->kind, 1, NULL, ps->err);
-    if (vc < 0)
-      return fail_from(ps, ps->err ? ps->err->code : DLTC_ENOMEM);
-    ps->d->st.variants++;
   }
-  col = &t->cols[vc];
-  clear_dup(col, t->nrows);
-  rc = append_coerced(ps, col, v);
-  if (rc > 0)
-    return fail(ps, DLTC_EINVAL, "internal: variant does not take its own type");
+  /* the variant (a timestamp) does not take it either, or dlt's coercion gives a
+   * value no column holds: dlt raises (CannotCoerceColumnException or at load).
+   * evolve cannot help; the discard modes drop it as usual. */
+  if (ps->d->mode_data_type == DLTC_MODE_EVOLVE) {
+    if (ps->vstart && ps->vstart <= ps->p)
+      ps->p = ps->vstart;
+    return fail(ps, DLTC_ESCHEMA, "value coerces to nothing its column or variant can hold");
+  }
+  rc = contract(ps, ps->d->mode_data_type, node, "data_type");
+  if (rc == STORE_SKIP) {
+    ps->d->st.rejects_data_type++;
+    return 0;
+  }
   return rc;
 }
 
@@ -942,7 +1020,7 @@ static int parse_record(struct parser *ps, int32_t ti, const char *parent_id, si
 
 static inline int push_key(struct parser *ps, const char *k, size_t n) {
   if (UNLIKELY(ps->npath > ps->d->max_depth + 2))
-    return fail(ps, DLTC_ELIMIT, "nesting deeper than max_depth (%d)", ps->d->max_depth);
+    return fail_ll(ps, DLTC_ELIMIT, "nesting deeper than max_depth (%lld)", ps->d->max_depth);
   struct frame *f = &ps->d->frames[ps->npath++];
   f->key = k;
   f->keylen = (uint32_t)n;
@@ -951,7 +1029,7 @@ static inline int push_key(struct parser *ps, const char *k, size_t n) {
 
 static inline int push_idx(struct parser *ps, int64_t i) {
   if (UNLIKELY(ps->npath > ps->d->max_depth + 2))
-    return fail(ps, DLTC_ELIMIT, "nesting deeper than max_depth (%d)", ps->d->max_depth);
+    return fail_ll(ps, DLTC_ELIMIT, "nesting deeper than max_depth (%lld)", ps->d->max_depth);
   struct frame *f = &ps->d->frames[ps->npath++];
   f->key = NULL;
   f->idx = i;
@@ -962,7 +1040,7 @@ static inline int push_idx(struct parser *ps, int64_t i) {
 static int parse_object(struct parser *ps, int32_t obj) {
   struct dltc_schema *s = ps->s;
   if (UNLIKELY(++ps->depth > ps->d->max_depth))
-    return fail(ps, DLTC_ELIMIT, "nesting deeper than max_depth (%d)", ps->d->max_depth);
+    return fail_ll(ps, DLTC_ELIMIT, "nesting deeper than max_depth (%lld)", ps->d->max_depth);
   ps->p++;
   skip_ws(ps);
   if (ps->p < ps->end && *ps->p == '}') {
@@ -990,7 +1068,8 @@ static int parse_object(struct parser *ps, int32_t obj) {
       k = ps->d->scratch;
     }
     int32_t node;
-    if (LIKELY(hint >= 0 && s->nodes[hint].keylen == kn && memcmp(s->nodes[hint].key, k, kn) == 0)) {
+    if (LIKELY(hint >= 0 && s->nodes[hint].keylen == kn &&
+               memcmp(s->nodes[hint].key, k, kn) == 0)) {
       node = hint;
     } else {
       uint32_t h = dltc__hash(k, kn);
@@ -1094,15 +1173,6 @@ static int32_t child_table_for(struct parser *ps, int32_t node) {
   int32_t ti = s->nodes[node].table;
   if (!s->nodes[node].declared && !ps->d->infer)
     return -2;
-  if (table_settled(&s->tables[ti])) {
-    int rc = contract(ps, ps->d->mode_columns, node, "new_column");
-    if (rc == STORE_SKIP) {
-      ps->d->st.rejects_new_column++;
-      return -2;
-    }
-    if (rc)
-      return -1;
-  }
   const char *comps[128];
   size_t lens[128];
   int n = dltc__node_path(s, node, comps, lens, 128);
@@ -1110,6 +1180,32 @@ static int32_t child_table_for(struct parser *ps, int32_t node) {
     fail(ps, DLTC_ELIMIT, "list path deeper than 128 keys");
     return -1;
   }
+  /* one table per key, as dlt: {"k":[{"k":[..]}]} and {"k":{"k":[..]}} both feed
+   * root__k__k (rows with parents in different tables) */
+  const struct dltc_table *pt = &s->tables[ti];
+  for (size_t i = 0; i < s->ntables; i++) {
+    const struct dltc_table *o = &s->tables[i];
+    if (o->nkey != pt->nkey + n)
+      continue;
+    int same = 1;
+    for (int j = 0; j < o->nkey && same; j++) {
+      const char *c = j < pt->nkey ? pt->key[j] : comps[j - pt->nkey];
+      size_t cl = j < pt->nkey ? pt->key_len[j] : lens[j - pt->nkey];
+      same = o->key_len[j] == cl && memcmp(o->key[j], c, cl) == 0;
+    }
+    if (same) {
+      s->nodes[node].child_table = (int32_t)i;
+      return (int32_t)i;
+    }
+  }
+  /* a new table: contract "tables" (dlt's is_new_table) */
+  int rc = contract(ps, ps->d->mode_tables, node, "new_table");
+  if (rc == STORE_SKIP) {
+    ps->d->st.rejects_new_table++;
+    return -2;
+  }
+  if (rc)
+    return -1;
   int32_t ct = dltc__table_add(s, ti, comps, lens, n, ps->err);
   if (ct < 0) {
     fail_from(ps, ps->err ? ps->err->code : DLTC_ENOMEM);
@@ -1172,7 +1268,7 @@ static int parse_list(struct parser *ps, int32_t node) {
     memcpy(pid, idc->data.data + a, pidn);
   }
   if (UNLIKELY(++ps->depth > ps->d->max_depth))
-    return fail(ps, DLTC_ELIMIT, "nesting deeper than max_depth (%d)", ps->d->max_depth);
+    return fail_ll(ps, DLTC_ELIMIT, "nesting deeper than max_depth (%lld)", ps->d->max_depth);
   ps->p++;
   skip_ws(ps);
   if (ps->p < ps->end && *ps->p == ']') {
@@ -1368,7 +1464,8 @@ static int write_ids(struct parser *ps, struct dltc_table *t, int32_t ti, const 
       m = d->scratch;
     }
     size_t k = 0;
-    memcpy(m, pid, pidn);
+    if (pidn)
+      memcpy(m, pid, pidn);
     k += pidn;
     m[k++] = '_';
     memcpy(m + k, t->dlt_name, nl);
@@ -1515,7 +1612,8 @@ static int flush_pending(struct parser *ps, const char *rec, size_t recn) {
   for (int i = 0; i < d->npend; i++) {
     const char *reason = d->pend[i].reason;
     if ((rc = dltc_col_append_str(&r->cols[0], ps->url, ps->url_len, ps->err)) ||
-        (rc = dltc_col_append_str(&r->cols[1], d->pend[i].path, strlen(d->pend[i].path), ps->err)) ||
+        (rc =
+             dltc_col_append_str(&r->cols[1], d->pend[i].path, strlen(d->pend[i].path), ps->err)) ||
         (rc = dltc_col_append_str(&r->cols[2], reason, strlen(reason), ps->err)) ||
         (rc = dltc_col_append_str(&r->cols[3], rec, recn, ps->err)))
       break;
@@ -1555,7 +1653,7 @@ static int root_record(struct parser *ps) {
 static int parse_records_array(struct parser *ps) {
   int rc;
   if (UNLIKELY(++ps->depth > ps->d->max_depth))
-    return fail(ps, DLTC_ELIMIT, "nesting deeper than max_depth (%d)", ps->d->max_depth);
+    return fail_ll(ps, DLTC_ELIMIT, "nesting deeper than max_depth (%lld)", ps->d->max_depth);
   ps->p++;
   skip_ws(ps);
   if (ps->p < ps->end && *ps->p == ']') {
@@ -1603,7 +1701,7 @@ static int parse_document(struct parser *ps) {
       return rc;
   } else {
     if (*ps->p != '{')
-      return fail(ps, DLTC_EPARSE, "expected an object holding \"%s\"", d->selector);
+      return fail_fmt(ps, DLTC_EPARSE, "expected an object holding \"%s\"%s", 0, d->selector, "");
     ps->depth++;
     ps->p++;
     skip_ws(ps);
@@ -1669,7 +1767,8 @@ static int parse_document(struct parser *ps) {
 static int close_batch(struct dltc_table *t, struct dltc_error *err) {
   if (t->nbatches == t->capbatches) {
     size_t c = t->capbatches ? t->capbatches * 2 : 4;
-    struct dltc_batch **b = dltc__realloc(t->batches, c * sizeof *b);
+    struct dltc_batch **b =
+        dltc__realloc(t->batches, c * sizeof *b); // NOLINT(bugprone-sizeof-expression)
     if (!b)
       return dltc_error_set(err, DLTC_ENOMEM, "out of memory (batches)");
     t->batches = b;
@@ -1712,10 +1811,7 @@ int dltc_decoder_feed(struct dltc_decoder *d, const char *data, size_t n, const 
   size_t nt = s->ntables;
   for (size_t i = 0; i < nt; i++)
     d->marks_doc[i] = s->tables[i].nrows;
-  int64_t child_rows0 = d->st.child_rows;
-  int64_t rej0[4] = {d->st.rejects_new_column, d->st.rejects_data_type, d->st.rejects_missing,
-                     d->st.rows_discarded};
-  int64_t variants0 = d->st.variants;
+  struct dltc_decoder_stats st0 = d->st; /* a failed document counts only as failed */
   s->nundo = 0;
   s->logging = 1;
   rc = parse_document(&ps);
@@ -1724,18 +1820,18 @@ int dltc_decoder_feed(struct dltc_decoder *d, const char *data, size_t n, const 
     dltc__undo_rollback(s, 0);
     rollback_rows(s, d->marks_doc, nt);
     clear_pending(d);
-    d->st.child_rows = child_rows0;
-    d->st.rejects_new_column = rej0[0];
-    d->st.rejects_data_type = rej0[1];
-    d->st.rejects_missing = rej0[2];
-    d->st.rows_discarded = rej0[3];
-    d->st.variants = variants0;
+    d->st = st0;
     d->st.failed_documents++;
     if (err && err->offset < 0)
       err->offset = ps.p - ps.base;
     return rc;
   }
   s->nundo = 0;
+  for (size_t i = 0; i < s->ntables; i++) {
+    struct dltc_table *t = &s->tables[i];
+    if (t->nrows + t->closed_rows + t->total_rows > 0)
+      t->settled = 1;
+  }
   *rows = s->tables[d->root_table].nrows - d->marks_doc[d->root_table];
   d->st.rows += *rows;
   d->st.documents++;
@@ -1774,14 +1870,16 @@ int dltc_decoder_new(const struct dltc_plan_spec *spec, struct dltc_decoder **ou
   d->rnd_pos = sizeof d->rnd; /* empty pool */
   if ((rc = dltc__schema_init(&d->s, err)))
     goto out;
-  if (spec->max_depth < 1 || spec->max_depth > 100000 || spec->batch_rows < 1 ||
+  if (spec->max_depth < 1 || spec->max_depth > DLTC_MAX_DEPTH || spec->batch_rows < 1 ||
       spec->max_string < 0 || spec->mode_columns < 0 || spec->mode_columns > 3 ||
-      spec->mode_data_type < 0 || spec->mode_data_type > 3) {
+      spec->mode_tables < 0 || spec->mode_tables > 3 || spec->mode_data_type < 0 ||
+      spec->mode_data_type > 3) {
     rc = dltc_error_set(err, DLTC_EINVAL, "bad plan limits or contract modes");
     goto out;
   }
   d->infer = spec->infer;
   d->mode_columns = spec->mode_columns;
+  d->mode_tables = spec->mode_tables;
   d->mode_data_type = spec->mode_data_type;
   d->child_tables = spec->child_tables;
   d->dlt_ids = spec->dlt_ids;
@@ -1807,7 +1905,8 @@ int dltc_decoder_new(const struct dltc_plan_spec *spec, struct dltc_decoder **ou
       goto out;
     }
   }
-  if (spec->root_name && !(d->root_name = dltc__strndup(spec->root_name, strlen(spec->root_name)))) {
+  if (spec->root_name &&
+      !(d->root_name = dltc__strndup(spec->root_name, strlen(spec->root_name)))) {
     rc = dltc_error_set(err, DLTC_ENOMEM, "out of memory (decoder)");
     goto out;
   }
@@ -1903,15 +2002,25 @@ int dltc_decoder_new(const struct dltc_plan_spec *spec, struct dltc_decoder **ou
     s->tables[d->root_table].meta[c].declared = 1;
     s->tables[d->root_table].declared = 1;
   }
-  if (d->load_id && (rc = add_sys(d, d->root_table, DLTC_SYS_LOAD_ID, "_dlt_load_id", DLTC_T_TEXT, err)))
+  if (d->load_id &&
+      (rc = add_sys(d, d->root_table, DLTC_SYS_LOAD_ID, "_dlt_load_id", DLTC_T_TEXT, err)))
     goto out;
   if (d->dlt_ids && (rc = add_sys(d, d->root_table, DLTC_SYS_ID, "_dlt_id", DLTC_T_TEXT, err)))
     goto out;
+  d->plan_nnodes = s->nnodes;
+  d->plan_ntables = s->ntables;
+  d->plan_ncols[0] = s->tables[0].ncols;
+  d->plan_ncols[1] = s->tables[1].ncols;
   *out = d;
   d = NULL;
 out:
   dltc_decoder_free(d);
   return rc;
+}
+
+void dltc_decoder_reset(struct dltc_decoder *d) {
+  clear_pending(d);
+  dltc__schema_reset(&d->s, d->plan_nnodes, d->plan_ntables, d->plan_ncols);
 }
 
 void dltc_decoder_free(struct dltc_decoder *d) {
@@ -1931,6 +2040,7 @@ void dltc_decoder_free(struct dltc_decoder *d) {
   dltc__free(d->marks_doc);
   dltc__free(d->marks_rec);
   dltc__free(d->frames);
+  dltc__free(d->pend);
   dltc__free(d);
 }
 

@@ -11,6 +11,10 @@
 #include "arrow.h"
 #include "error.h"
 
+/* Upper bound of max_depth: the parser recurses once per nesting level (at most
+ * ~0.7 KB of stack per level), so 4096 levels stay within 3 MB of a thread's stack. */
+#define DLTC_MAX_DEPTH 4096
+
 /* Contract modes, as dlt names them. */
 enum dltc_mode {
   DLTC_MODE_EVOLVE = 0,
@@ -34,7 +38,7 @@ struct dltc_table_name {
   const char *const *key; /* raw path components of the table (as in the flush key) */
   const size_t *key_len;
   size_t nkey;
-  const char *name;       /* dlt table name, e.g. "players_profiles__streaming_platforms" */
+  const char *name; /* dlt table name, e.g. "players_profiles__streaming_platforms" */
 };
 
 /* What dltc_decoder_new compiles. Everything is copied; the caller keeps ownership. */
@@ -42,13 +46,14 @@ struct dltc_plan_spec {
   const char *selector; /* records = this key of the top-level object; NULL: the document */
   const struct dltc_column_spec *columns;
   size_t ncolumns;
-  int infer;          /* unknown keys become columns (else they are skipped) */
-  int mode_columns;   /* enum dltc_mode for new columns */
-  int mode_data_type; /* enum dltc_mode for values of the wrong type */
-  int child_tables;   /* lists -> child tables (else json columns) */
-  int dlt_ids;        /* add _dlt_id / _dlt_parent_id / _dlt_list_idx */
-  const char *load_id;           /* constant _dlt_load_id column, or NULL */
-  const char *root_name;         /* dlt name of the root table (child-id digest), or NULL */
+  int infer;             /* unknown keys become columns (else they are skipped) */
+  int mode_columns;      /* enum dltc_mode for new columns */
+  int mode_data_type;    /* enum dltc_mode for values of the wrong type */
+  int mode_tables;       /* enum dltc_mode for new (child) tables */
+  int child_tables;      /* lists -> child tables (else json columns) */
+  int dlt_ids;           /* add _dlt_id / _dlt_parent_id / _dlt_list_idx */
+  const char *load_id;   /* constant _dlt_load_id column, or NULL */
+  const char *root_name; /* dlt name of the root table (child-id digest), or NULL */
   const struct dltc_table_name *table_names; /* dlt names of child tables (may be NULL) */
   size_t ntable_names;
   int64_t batch_rows; /* close a batch at the first document boundary past this */
@@ -69,10 +74,20 @@ void dltc_decoder_free(struct dltc_decoder *d);
 
 /* Parse one complete JSON document of n bytes (need not be NUL-terminated; never
  * read past data+n). On success *rows = rows added to the root table. On failure
- * (DLTC_EPARSE, DLTC_ELIMIT, DLTC_ESCHEMA for a freeze contract, DLTC_ENOMEM) every
- * row and column this document added is rolled back, and err has offset and path. */
+ * every row, column and table this document added is rolled back, and err has the
+ * byte offset and the JSON path: DLTC_EPARSE (malformed), DLTC_ELIMIT (a cap),
+ * DLTC_ESCHEMA (a freeze contract; or, as dlt raises, a value that neither its
+ * column nor its variant can hold under data_type evolve), DLTC_ENOMEM. Not
+ * thread-safe per decoder; different decoders may run in parallel. */
 int dltc_decoder_feed(struct dltc_decoder *d, const char *data, size_t n, const char *source_url,
                       size_t source_url_len, int64_t *rows, struct dltc_error *err);
+
+/* Back to the compiled plan, as if new: inferred columns, child tables, variants,
+ * rows not flushed yet and pending rejects are dropped; declared columns stay.
+ * Unlike a new decoder it keeps its memory: each column's buffers start at the
+ * capacity the same column (table key and name) needed before, so reusing one
+ * decoder per document costs no buffer growth. Stats are cumulative. */
+void dltc_decoder_reset(struct dltc_decoder *d);
 
 /* Tables that have rows (including closed batches), for flushing. Indexes are
  * valid until the next feed. */
@@ -91,15 +106,18 @@ int dltc_decoder_flush_table(struct dltc_decoder *d, size_t i, struct ArrowArray
 /* Counters. */
 struct dltc_decoder_stats {
   int64_t documents;
-  int64_t rows;           /* root rows committed */
+  int64_t rows; /* root rows committed */
   int64_t child_rows;
-  int64_t bytes;          /* bytes of documents fed successfully */
+  int64_t bytes; /* bytes of documents fed successfully */
   int64_t failed_documents;
-  int64_t rejects_new_column;   /* contract "columns" discarded a value/row */
-  int64_t rejects_data_type;    /* contract "data_type" discarded a value/row */
-  int64_t rejects_missing;      /* a non-nullable field was missing/null */
-  int64_t rows_discarded;       /* rows dropped by discard_row */
-  int64_t variants;             /* variant columns created */
+  int64_t rejects_new_column; /* contract "columns" discarded a value/row */
+  int64_t rejects_new_table;  /* contract "tables" discarded a list (or its row) */
+  int64_t rejects_data_type;  /* contract "data_type" discarded a value/row */
+  int64_t rejects_missing;    /* a non-nullable field was missing/null */
+  int64_t rows_discarded;     /* rows dropped by discard_row */
+  int64_t variants;           /* variant columns created */
+  int64_t rejects_unrecorded; /* rejects counted above but not in the rejects table
+                                 (over 65536 in one record) */
   int64_t batches;
 };
 void dltc_decoder_stats(const struct dltc_decoder *d, struct dltc_decoder_stats *out);

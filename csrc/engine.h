@@ -44,6 +44,8 @@ struct dltc_engine_config {
   const char *user_agent; /* NULL = "dltc/<version>" */
   size_t max_pending;     /* submitted-but-unreturned cap; submit fails beyond */
   int loop;               /* enum dltc_loop */
+  int decompress_caller;  /* 1: ask for gzip/br, hand the body over undecoded (see
+                             dltc_response.encoding); 0: libcurl decodes */
 };
 
 /* Defaults of CONTRACTS.md section 3. Strings are not owned by the config. */
@@ -65,6 +67,8 @@ struct dltc_response {
   int attempts;
   double elapsed;   /* seconds from first attempt start to completion */
   int http_version; /* 10, 11, 20, 30, 0 unknown */
+  int encoding;     /* enum dltc_encoding (inflate.h) of body: DLTC_ENC_IDENTITY unless
+                       decompress_caller, then the response's Content-Encoding */
 };
 
 void dltc_response_free(struct dltc_response *r);
@@ -116,7 +120,8 @@ struct dltc_engine_stats {
   uint64_t responses;     /* finished requests */
   uint64_t errors;        /* finished with an error */
   uint64_t wire_bytes;    /* body bytes as received (compressed) */
-  uint64_t decoded_bytes; /* body bytes after content decoding */
+  uint64_t decoded_bytes; /* body bytes after content decoding (as received when
+                            decompress_caller: the engine decodes nothing) */
   uint64_t not_modified;  /* 304s */
   uint64_t status_429;
   uint64_t status_503;

@@ -41,8 +41,8 @@ int dltc__num_parse(const char *p, const char *end, const char **endp, int64_t *
   if (p >= end || !is_digit(*p))
     goto err;
   uint64_t m = 0;
-  int ndig = 0;     /* significant digits seen */
-  int dropped = 0;  /* significant digits not accumulated in m */
+  int ndig = 0;    /* significant digits seen */
+  int dropped = 0; /* significant digits not accumulated in m */
   int64_t exp10 = 0;
   int is_int = 1;
   if (*p == '0') {
@@ -162,28 +162,53 @@ size_t dltc__fmt_f64(double v, char *buf) {
     return (size_t)sprintf(buf, v < 0 ? "-inf" : "inf");
   if (v == 0)
     return (size_t)sprintf(buf, signbit(v) ? "-0.0" : "0.0");
-  char e[40];
-  int prec;
-  for (prec = 1; prec <= 17; prec++) {
-    snprintf(e, sizeof e, "%.*e", prec - 1, v);
-    if (dltc__strtod_c(e, NULL) == v)
-      break;
+  /* Shortest digits that round-trip, as Python's repr: for each length, the correctly
+   * rounded candidate, else its neighbours one unit in the last place away (the
+   * nearest decimal of that length need not be the one that reads back, e.g.
+   * 2**-24 = 5.9604644775390625e-08 -> 5.960464477539063e-08). */
+  int neg = signbit(v) != 0;
+  double a = neg ? -v : v;
+  char digits[24] = {0};
+  int nd = 0, x = 0;
+  for (int prec = 1; prec <= 17 && !nd; prec++) {
+    char e[40];
+    snprintf(e, sizeof e, "%.*e", prec - 1, a);
+    uint64_t m = 0;
+    const char *q = e;
+    for (; *q && *q != 'e'; q++)
+      if (is_digit(*q))
+        m = m * 10 + (uint64_t)(*q - '0');
+    int ex = (int)strtol(q + 1, NULL, 10);
+    uint64_t lo = 1;
+    for (int i = 1; i < prec; i++)
+      lo *= 10; /* 10^(prec-1): smallest prec-digit mantissa */
+    for (int c = 0; c < 3 && !nd; c++) {
+      uint64_t cm = m;
+      int cx = ex;
+      if (c == 1) {
+        cm = m + 1;
+        if (cm == lo * 10) {
+          cm = lo;
+          cx++;
+        }
+      } else if (c == 2) {
+        if (m == lo) {
+          cm = lo * 10 - 1;
+          cx--;
+        } else
+          cm = m - 1;
+      }
+      char t[48];
+      snprintf(t, sizeof t, "%llue%d", (unsigned long long)cm, cx - (prec - 1));
+      if (dltc__strtod_c(t, NULL) == a) {
+        nd = snprintf(digits, sizeof digits, "%llu", (unsigned long long)cm);
+        x = cx;
+      }
+    }
   }
-  /* e = [-]D[.DDD]e[+-]XX */
-  const char *q = e;
-  int neg = 0;
-  if (*q == '-') {
-    neg = 1;
-    q++;
-  }
-  char digits[24];
-  int nd = 0;
-  for (; *q && *q != 'e'; q++)
-    if (is_digit(*q))
-      digits[nd++] = *q;
   while (nd > 1 && digits[nd - 1] == '0')
     nd--;
-  int x = atoi(q + 1); /* value = 0.D1D2.. * 10^(x+1) */
+  /* value = D1.D2.. * 10^x */
   size_t k = 0;
   if (neg)
     buf[k++] = '-';
@@ -243,49 +268,115 @@ static int digits_at(const char *s, size_t n, size_t at, int count, int *out) {
 }
 
 int dltc__iso_parse(const char *s, size_t n, int64_t *us, int *has_time) {
-  int Y, M, D, h = 0, mi = 0, sec = 0;
+  int Y, M = 1, D = 1, h = 0, mi = 0, sec = 0;
   int64_t frac = 0;
-  if (digits_at(s, n, 0, 4, &Y) || n < 10 || s[4] != '-' || digits_at(s, n, 5, 2, &M) ||
-      s[7] != '-' || digits_at(s, n, 8, 2, &D))
+  size_t i;
+  /* date: YYYY-MM-DD (extended) or YYYYMMDD (basic) */
+  if (digits_at(s, n, 0, 4, &Y))
     return -1;
-  static const int mdays[12] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
-  if (M < 1 || M > 12 || D < 1 || D > mdays[M - 1])
-    return -1;
-  if (M == 2 && D == 29 && !((Y % 4 == 0 && Y % 100 != 0) || Y % 400 == 0))
-    return -1;
-  size_t i = 10;
+  int dext = n > 4 && (s[4] == '-' || (s[4] == '/' && n >= 10)); /* pendulum takes / too */
+  char sep = n > 4 ? s[4] : '-';
+  int64_t days;
+  int leap = (Y % 4 == 0 && Y % 100 != 0) || Y % 400 == 0;
+  int wk, wd = 1, yd;
+  size_t w0 = dext ? 5 : 4; /* where a week date's W would be */
+  if (n == 4 || (n == 7 && dext)) {
+    /* YYYY or YYYY-MM (dates only) */
+    M = 1;
+    if (n == 7 && (digits_at(s, n, 5, 2, &M) || M < 1 || M > 12))
+      return -1;
+    *has_time = 0;
+    *us = dltc__days_from_civil(Y, (unsigned)M, 1) * 86400 * 1000000;
+    return 0;
+  } else if (n > w0 && s[w0] == 'W') {
+    /* week date YYYY-Www[-D] / YYYYWww[D], with pendulum's unchecked arithmetic */
+    if (digits_at(s, n, w0 + 1, 2, &wk) || wk > 53)
+      return -1;
+    i = w0 + 3;
+    if (i < n && (dext ? s[i] == '-' : is_digit(s[i]))) {
+      if (digits_at(s, n, dext ? i + 1 : i, 1, &wd) || wd > 7)
+        return -1;
+      i += dext ? 2 : 1;
+    }
+    int64_t jan1 = dltc__days_from_civil(Y, 1, 1);
+    int dow1 = (int)(((jan1 + 3) % 7 + 7) % 7); /* Monday 0 */
+    if (wk == 53 && !(dow1 == 3 || (leap && dow1 == 2)))
+      return -1; /* only long years have a week 53 */
+    int64_t jan4 = jan1 + 3;
+    int64_t monday = jan4 - (((jan4 + 3) % 7 + 7) % 7);
+    days = monday + (int64_t)(wk - 1) * 7 + (wd - 1);
+  } else if ((sep == '-' && n >= 8 && digits_at(s, n, 5, 3, &yd) == 0 &&
+              (n == 8 || !is_digit(s[8]))) ||
+             (n == 7 && digits_at(s, n, 4, 3, &yd) == 0)) {
+    /* ordinal date YYYY-DDD or YYYYDDD */
+    if (yd < 1 || yd > 365 + leap)
+      return -1;
+    days = dltc__days_from_civil(Y, 1, 1) + yd - 1;
+    i = n == 7 ? 7 : 8;
+  } else {
+    if (dext) {
+      if (n < 10 || digits_at(s, n, 5, 2, &M) || s[7] != sep || digits_at(s, n, 8, 2, &D))
+        return -1;
+      i = 10;
+    } else {
+      if (digits_at(s, n, 4, 2, &M) || digits_at(s, n, 6, 2, &D))
+        return -1;
+      i = 8;
+    }
+    static const int mdays[12] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    if (M < 1 || M > 12 || D < 1 || D > mdays[M - 1])
+      return -1;
+    if (M == 2 && D == 29 && !leap)
+      return -1;
+    days = dltc__days_from_civil(Y, (unsigned)M, (unsigned)D);
+  }
   int64_t tz = 0;
   *has_time = 0;
   if (i < n) {
-    if (s[i] != 'T' && s[i] != 't' && s[i] != ' ')
+    /* time: HH[:MM[:SS[.f]]] or HH[MM[SS[.f]]]; upper-case T or a space (dlt's
+     * parser refuses lower-case t and z) */
+    if (s[i] != 'T' && s[i] != ' ')
       return -1;
+    if (sep == '/' && s[i] != ' ')
+      return -1; /* pendulum: YYYY/MM/DD takes " HH:MM[:SS[.f]]" only, no zone */
     i++;
-    if (digits_at(s, n, i, 2, &h) || i + 2 >= n || s[i + 2] != ':' || digits_at(s, n, i + 3, 2, &mi))
+    if (digits_at(s, n, i, 2, &h))
       return -1;
-    i += 5;
-    if (i < n && s[i] == ':') {
-      if (digits_at(s, n, i + 1, 2, &sec))
-        return -1;
-      i += 3;
-      if (i < n && (s[i] == '.' || s[i] == ',')) {
-        i++;
-        int nd = 0;
-        while (i < n && is_digit(s[i])) {
-          if (nd < 6)
-            frac = frac * 10 + (s[i] - '0');
-          nd++;
-          i++;
-        }
-        if (nd == 0 || nd > 9)
+    i += 2;
+    int ext = i < n && s[i] == ':';
+    if (dext && !ext && i < n && is_digit(s[i]))
+      return -1; /* an extended date takes an extended time (as pendulum) */
+    if (ext ? digits_at(s, n, i + 1, 2, &mi) == 0 : digits_at(s, n, i, 2, &mi) == 0) {
+      i += ext ? 3 : 2;
+      if (!dext && ext && i < n && s[i] == ':')
+        return -1; /* pendulum: a basic date takes HH:MM but not HH:MM:SS */
+      if (ext ? (i < n && s[i] == ':') : (i + 1 < n && is_digit(s[i]))) {
+        if (digits_at(s, n, ext ? i + 1 : i, 2, &sec))
           return -1;
-        for (; nd < 6; nd++)
-          frac *= 10;
+        i += ext ? 3 : 2;
+        if (i < n && (s[i] == '.' || s[i] == ',')) {
+          i++;
+          int nd = 0;
+          while (i < n && is_digit(s[i])) {
+            if (nd < 6)
+              frac = frac * 10 + (s[i] - '0');
+            nd++;
+            i++;
+          }
+          if (nd == 0)
+            return -1;
+          for (; nd < 6; nd++)
+            frac *= 10;
+        }
       }
-    }
+    } else if (ext)
+      return -1; /* "HH:" without minutes */
     if (h > 23 || mi > 59 || sec > 59)
       return -1;
+    if (sep == '/' && (!ext || i < n))
+      return -1;
     if (i < n) {
-      if ((s[i] == 'Z' || s[i] == 'z') && i + 1 == n) {
+      if (s[i] == 'Z' && i + 1 == n) {
         i++;
       } else if (s[i] == '+' || s[i] == '-') {
         int sign = s[i] == '-' ? -1 : 1, th, tm = 0;
@@ -299,9 +390,9 @@ int dltc__iso_parse(const char *s, size_t n, int64_t *us, int *has_time) {
             return -1;
           i += 2;
         }
-        if (th > 23 || tm > 59)
+        if (tm > 60 || th * 60 + tm > 24 * 60) /* pendulum's bounds */
           return -1;
-        tz = sign * (th * 3600 + tm * 60);
+        tz = (int64_t)sign * (th * 3600 + tm * 60);
       } else
         return -1;
     }
@@ -309,8 +400,7 @@ int dltc__iso_parse(const char *s, size_t n, int64_t *us, int *has_time) {
       return -1;
     *has_time = 1;
   }
-  int64_t days = dltc__days_from_civil(Y, (unsigned)M, (unsigned)D);
-  int64_t secs = days * 86400 + h * 3600 + mi * 60 + sec - tz;
+  int64_t secs = days * 86400 + (int64_t)h * 3600 + (int64_t)mi * 60 + sec - tz;
   *us = secs * 1000000 + frac;
   return 0;
 }

@@ -24,9 +24,11 @@ double dltc__strtod_c(const char *s, char **endp);
 size_t dltc__fmt_i64(int64_t v, char *buf);
 size_t dltc__fmt_f64(double v, char *buf);
 
-/* ISO-8601 date or date-time as dlt/pendulum reads them: YYYY-MM-DD, then optionally
- * [T ]HH:MM[:SS[.f{1,9}]] and Z or +-HH[:MM]. No zone = UTC. Returns 0 and sets *us
- * (microseconds since the epoch, UTC) and *has_time, or -1. */
+/* ISO-8601 date or date-time as dlt/pendulum reads them: YYYY, YYYY-MM (dates only),
+ * YYYY-MM-DD, YYYYMMDD, YYYY-DDD, YYYY-Www[-D], YYYYWww[D]; then optionally T (upper case) or a
+ * space and HH[:MM[:SS[.f{1,9}]]] or HH[MM[SS[.f]]], then Z or +-HH[[:]MM]. No zone = UTC;
+ * fractions beyond 6 digits are truncated. Returns 0 and sets *us (microseconds since the epoch,
+ * UTC) and *has_time, or -1. */
 int dltc__iso_parse(const char *s, size_t n, int64_t *us, int *has_time);
 
 /* Days since 1970-01-01 of a civil date (proleptic Gregorian). */

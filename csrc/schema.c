@@ -66,7 +66,147 @@ void dltc__schema_free(struct dltc_schema *s) {
     table_free(&s->tables[i]);
   dltc__free(s->tables);
   dltc__free(s->undo);
+  for (size_t i = 0; i < s->caphints; i++)
+    dltc__free(s->hints[i].key);
+  dltc__free(s->hints);
   memset(s, 0, sizeof *s);
+}
+
+/* ---- capacity hints ------------------------------------------------------------ */
+
+/* "k1\x1fk2\x1ecolumn name" into buf; 0 if it does not fit. */
+static size_t hint_key(const struct dltc_table *t, const char *name, char *buf, size_t cap) {
+  size_t k = 0, nl = strlen(name);
+  for (int i = 0; i < t->nkey; i++) {
+    if (k + t->key_len[i] + 1 >= cap)
+      return 0;
+    if (i)
+      buf[k++] = '\x1f';
+    memcpy(buf + k, t->key[i], t->key_len[i]);
+    k += t->key_len[i];
+  }
+  if (k + nl + 2 >= cap)
+    return 0;
+  buf[k++] = t->nkey < 0 ? '!' : '\x1e';
+  memcpy(buf + k, name, nl);
+  k += nl;
+  buf[k] = '\0';
+  return k;
+}
+
+static struct dltc_hint *hint_slot(struct dltc_schema *s, const char *key, size_t n) {
+  if (!s->caphints)
+    return NULL;
+  size_t mask = s->caphints - 1;
+  for (size_t i = dltc__hash(key, n) & mask;; i = (i + 1) & mask) {
+    struct dltc_hint *h = &s->hints[i];
+    if (!h->key || (strlen(h->key) == n && memcmp(h->key, key, n) == 0))
+      return h;
+  }
+}
+
+/* Remember column c's capacities (best effort: no error if memory is short). */
+static void hint_save(struct dltc_schema *s, const struct dltc_table *t, const struct dltc_col *c) {
+  char key[1024];
+  size_t n = hint_key(t, c->name, key, sizeof key);
+  if (!n)
+    return;
+  if ((s->nhints + 1) * 2 > s->caphints) {
+    if (s->caphints >= DLTC_MAX_HINTS)
+      return;
+    size_t nc = s->caphints ? s->caphints * 2 : 64;
+    struct dltc_hint *nh = dltc__calloc(nc, sizeof *nh);
+    if (!nh)
+      return;
+    struct dltc_hint *old = s->hints;
+    size_t oc = s->caphints;
+    s->hints = nh;
+    s->caphints = nc;
+    for (size_t i = 0; i < oc; i++)
+      if (old[i].key)
+        *hint_slot(s, old[i].key, strlen(old[i].key)) = old[i];
+    dltc__free(old);
+  }
+  struct dltc_hint *h = hint_slot(s, key, n);
+  if (!h->key) {
+    if (!(h->key = dltc__strndup(key, n)))
+      return;
+    s->nhints++;
+  }
+  const struct dltc_buf *b[3] = {&c->validity, &c->values, &c->data};
+  for (int i = 0; i < 3; i++)
+    h->caps[i] = b[i]->data ? b[i]->cap : b[i]->hint;
+}
+
+static void hint_apply(struct dltc_schema *s, const struct dltc_table *t, struct dltc_col *c) {
+  char key[1024];
+  size_t n = s->nhints ? hint_key(t, c->name, key, sizeof key) : 0;
+  if (!n)
+    return;
+  const struct dltc_hint *h = hint_slot(s, key, n);
+  if (!h->key)
+    return;
+  c->validity.hint = h->caps[0];
+  c->values.hint = h->caps[1];
+  c->data.hint = h->caps[2];
+}
+
+void dltc__schema_reset(struct dltc_schema *s, size_t nnodes, size_t ntables, const size_t *ncols) {
+  for (size_t i = 0; i < s->ntables; i++) {
+    struct dltc_table *t = &s->tables[i];
+    for (size_t c = 0; c < t->ncols; c++)
+      hint_save(s, t, &t->cols[c]);
+    for (size_t b = 0; b < t->nbatches; b++)
+      dltc_batch_free(t->batches[b]);
+    t->nbatches = 0;
+    if (i >= ntables) {
+      table_free(t);
+      continue;
+    }
+    for (size_t c = ncols[i]; c < t->ncols; c++)
+      dltc_col_reset(&t->cols[c]);
+    t->ncols = ncols[i];
+    for (size_t c = 0; c < t->ncols; c++)
+      dltc_col_truncate(&t->cols[c], 0);
+    t->nrows = t->closed_rows = t->total_rows = 0;
+    t->settled = 0;
+  }
+  if (s->ntables > ntables)
+    s->ntables = ntables;
+  for (size_t i = nnodes; i < s->nnodes; i++) {
+    dltc__free(s->nodes[i].key);
+    dltc__free(s->nodes[i].slots);
+  }
+  if (s->nnodes > nnodes)
+    s->nnodes = nnodes;
+  for (size_t i = 0; i < s->nnodes; i++) {
+    struct dltc_node *nd = &s->nodes[i];
+    nd->child_table = -1;
+    nd->hint_first = nd->hint_next = -1;
+    size_t tc = s->tables[nd->table].ncols;
+    for (int k = 0; k < DLTC_T__COUNT; k++)
+      if (nd->col[k] >= 0 && (size_t)nd->col[k] >= tc)
+        nd->col[k] = -1;
+    if (nd->main_type != DLTC_T_NONE && nd->col[nd->main_type] < 0)
+      nd->main_type = DLTC_T_NONE;
+    if (nd->mask)
+      for (uint32_t j = 0; j <= nd->mask; j++)
+        nd->slots[j] = -1;
+    nd->nchildren = 0;
+  }
+  /* re-link the kept nodes to their parents (the slot tables are big enough) */
+  for (size_t i = 0; i < s->nnodes; i++) {
+    int32_t par = s->nodes[i].parent;
+    if (par < 0)
+      continue;
+    struct dltc_node *o = &s->nodes[par];
+    uint32_t j = s->nodes[i].hash & o->mask;
+    while (o->slots[j] >= 0)
+      j = (j + 1) & o->mask;
+    o->slots[j] = (int32_t)i;
+    o->nchildren++;
+  }
+  s->nundo = 0;
 }
 
 int32_t dltc__node_find(const struct dltc_schema *s, int32_t obj, const char *k, size_t n,
@@ -269,7 +409,7 @@ int32_t dltc__col_add(struct dltc_schema *s, int32_t ti, int32_t node, int type,
       len += lens[i];
     }
     if (variant)
-      len += (size_t)sprintf(name + len, "\x1fv_%s", dltc_type_name(type));
+      len += (size_t)sprintf(name + len, "\x1fv_%s", dltc_type_name(variant));
   } else {
     len = strlen(sysname);
     memcpy(name, sysname, len);
@@ -280,6 +420,7 @@ int32_t dltc__col_add(struct dltc_schema *s, int32_t ti, int32_t node, int type,
     dltc__free(name);
   if (rc)
     return -1;
+  hint_apply(s, t, &t->cols[ci]);
   if (t->nrows && dltc_col_append_nulls(&t->cols[ci], t->nrows, err)) {
     dltc_col_reset(&t->cols[ci]);
     return -1;
@@ -292,13 +433,14 @@ int32_t dltc__col_add(struct dltc_schema *s, int32_t ti, int32_t node, int type,
   if (node >= 0) {
     struct dltc_node *nd = &s->nodes[node];
     int was_main = 0;
+    int slot = variant ? variant : type;
     if (!variant) {
       nd->main_type = (uint8_t)type;
       was_main = 1;
     }
-    nd->col[type] = ci;
-    if (undo_push(s, (struct dltc_undo){DLTC_UNDO_COL, ti, node, type, was_main}, err)) {
-      nd->col[type] = -1;
+    nd->col[slot] = ci;
+    if (undo_push(s, (struct dltc_undo){DLTC_UNDO_COL, ti, node, slot, was_main}, err)) {
+      nd->col[slot] = -1;
       if (was_main)
         nd->main_type = DLTC_T_NONE;
       t->ncols--;

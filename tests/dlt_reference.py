@@ -37,6 +37,11 @@ class CannotReference(Exception):
     """dlt itself would fail on this document (e.g. a second variant of a variant)."""
 
 
+class Unloadable(Exception):
+    """dlt's normalizer would crash or make a value no destination can hold (an int beyond
+    int64 coerced from a double, an OSError/OverflowError out of a coercion): no reference."""
+
+
 def records(doc: Any, selector: str | None = None) -> list[Any]:
     """Records of a document as read_json defines them."""
     if selector is not None:
@@ -85,6 +90,8 @@ def normalize(
                     try:
                         nv = coerce_value(types[name], py_t, v)
                         break
+                    except (OSError, OverflowError) as e:  # dlt catches neither
+                        raise Unloadable(f"{table}.{name}: {v!r} into {types[name]}: {e}")
                     except (ValueError, SyntaxError):
                         if is_variant:
                             raise CannotReference(f"{table}.{name}: {v!r} into {types[name]}")
@@ -92,7 +99,7 @@ def normalize(
                         is_variant = True
                 if types[name] == "bigint" and not -(2**63) <= nv < 2**63:
                     # dlt coerces e.g. 9.3e18 to an int no destination column holds
-                    raise CannotReference(f"{table}.{name}: {v!r} beyond int64")
+                    raise Unloadable(f"{table}.{name}: {v!r} beyond int64")
                 if types[name] == "timestamp":
                     nv = normalize_timezone(nv, True)  # dlt: timezone hint defaults to True
                 elif types[name] == "json":

@@ -52,6 +52,8 @@ static struct PyModuleDef native_module; /* defined at the end; engine needs it 
 #include <structmember.h>
 
 #include "engine.h"
+#include "inflate.h"
+#include "arrow.h" /* dltc__free for inflate's buffers */
 
 #define ENGINE_SLICE_MS 50
 
@@ -64,7 +66,7 @@ struct client_object {
 
 struct response_object {
   PyObject_HEAD PyObject *id, *tag, *url, *status, *body, *etag, *not_modified, *error, *attempts,
-      *elapsed, *http_version, *link_next;
+      *elapsed, *http_version, *link_next, *content_encoding;
 };
 
 static PyMemberDef response_members[] = {
@@ -89,6 +91,8 @@ static PyMemberDef response_members[] = {
      "'1.1', '2', ... or None when no response was received."},
     {"link_next", T_OBJECT, offsetof(struct response_object, link_next), READONLY,
      "Target of a Link rel=\"next\" header, or None."},
+    {"content_encoding", T_OBJECT, offsetof(struct response_object, content_encoding), READONLY,
+     "'gzip' or 'br' when body is still encoded (Client(decompress='caller')), else None."},
     {NULL, 0, 0, 0, NULL},
 };
 
@@ -113,6 +117,7 @@ static int response_clear(PyObject *self) {
   Py_CLEAR(r->elapsed);
   Py_CLEAR(r->http_version);
   Py_CLEAR(r->link_next);
+  Py_CLEAR(r->content_encoding);
   return 0;
 }
 
@@ -188,6 +193,9 @@ static PyObject *response_from(struct client_object *c, struct dltc_response *r)
   default: o->http_version = Py_NewRef(Py_None); break;
   }
   o->link_next = str_or_none(r->link_next);
+  o->content_encoding = str_or_none(r->encoding != DLTC_ENC_IDENTITY && !r->error && r->body
+                                        ? dltc_encoding_name(r->encoding)
+                                        : NULL);
   /* the tag: popped so the dict holds only pending ids */
   PyObject *tag = PyDict_GetItemWithError(c->tags, o->id);
   if (tag) {
@@ -201,7 +209,7 @@ static PyObject *response_from(struct client_object *c, struct dltc_response *r)
   }
   PyObject_GC_Track((PyObject *)o);
   if (!o->url || !o->status || !o->body || !o->etag || !o->not_modified || !o->error ||
-      !o->attempts || !o->elapsed || !o->http_version || !o->link_next) {
+      !o->attempts || !o->elapsed || !o->http_version || !o->link_next || !o->content_encoding) {
     Py_CLEAR(o);
   }
 out:
@@ -317,22 +325,24 @@ static PyObject *client_new(PyTypeObject *type, PyObject *args, PyObject *kwds) 
                            "backoff_base",
                            "backoff_cap",
                            "loop",
+                           "decompress",
                            NULL};
   struct dltc_engine_config cfg;
   dltc_engine_config_init(&cfg);
   PyObject *rps = Py_None, *allowed = Py_None, *ca = Py_None, *headers = Py_None, *ua = Py_None;
-  const char *loop = NULL;
+  const char *loop = NULL, *decompress = NULL;
   long long max_body = cfg.max_body;
   char *hosts[DLTC_MAX_ALLOWED_HOSTS] = {0}, *hdrs[DLTC_MAX_HEADERS] = {0};
   Py_ssize_t n_hosts = 0, n_hdrs = 0;
   struct client_object *c = NULL;
   PyObject *mod, *result = NULL;
-  if (!PyArg_ParseTupleAndKeywords(
-          args, kwds, "|$iiOiddddLdipOOpOpiOddz:Client", kwlist, &cfg.max_concurrency,
-          &cfg.initial_concurrency, &rps, &cfg.max_attempts, &cfg.max_retry_time,
-          &cfg.connect_timeout, &cfg.timeout, &cfg.low_speed_time, &max_body, &cfg.max_ratio,
-          &cfg.max_redirects, &cfg.same_host_redirects, &allowed, &ca, &cfg.verify, &headers,
-          &cfg.http2, &cfg.queue_size, &ua, &cfg.backoff_base, &cfg.backoff_cap, &loop))
+  if (!PyArg_ParseTupleAndKeywords(args, kwds, "|$iiOiddddLdipOOpOpiOddzz:Client", kwlist,
+                                   &cfg.max_concurrency, &cfg.initial_concurrency, &rps,
+                                   &cfg.max_attempts, &cfg.max_retry_time, &cfg.connect_timeout,
+                                   &cfg.timeout, &cfg.low_speed_time, &max_body, &cfg.max_ratio,
+                                   &cfg.max_redirects, &cfg.same_host_redirects, &allowed, &ca,
+                                   &cfg.verify, &headers, &cfg.http2, &cfg.queue_size, &ua,
+                                   &cfg.backoff_base, &cfg.backoff_cap, &loop, &decompress))
     return NULL;
   cfg.max_body = max_body;
   if (rps != Py_None && ((cfg.rps = PyFloat_AsDouble(rps)) == -1.0 && PyErr_Occurred()))
@@ -341,6 +351,11 @@ static PyObject *client_new(PyTypeObject *type, PyObject *args, PyObject *kwds) 
     PyErr_SetString(PyExc_ValueError, "loop must be 'poll' or 'epoll'");
     goto out;
   }
+  if (decompress && strcmp(decompress, "engine") != 0 && strcmp(decompress, "caller") != 0) {
+    PyErr_SetString(PyExc_ValueError, "decompress must be 'engine' or 'caller'");
+    goto out;
+  }
+  cfg.decompress_caller = decompress && strcmp(decompress, "caller") == 0;
   if (loop)
     cfg.loop = strcmp(loop, "epoll") == 0 ? DLTC_LOOP_EPOLL : DLTC_LOOP_POLL;
   if (allowed != Py_None) {
@@ -701,6 +716,10 @@ static PyType_Slot client_slots[] = {
      "Concurrent HTTP GETs on a libcurl engine thread, with per-host adaptive concurrency,\n"
      "retries, conditional requests and safety caps. Iterating yields Responses until nothing\n"
      "is pending.\n\n"
+     "decompress='engine' (default): libcurl decodes bodies on the engine thread.\n"
+     "decompress='caller': the engine asks for gzip/br and hands bodies over as received\n"
+     "(Response.content_encoding says how); decode them with dltc._native.inflate() on the\n"
+     "consumer's threads (GIL released). max_body then counts wire bytes.\n\n"
      "Thread safety: one Client may be shared by several Python threads. submit(), next(),\n"
      "iteration, pending and stats() may run concurrently; each Response is delivered to\n"
      "exactly one caller. close() may be called from any thread; next() calls waiting in\n"
@@ -743,6 +762,67 @@ static int engine_add_type(PyObject *module, PyType_Spec *spec, const char *name
   return -1;
 }
 
+/* inflate(data, encoding, *, max_size=256 MiB, max_ratio=200.0) -> bytes: decode a
+ * body that Client(decompress="caller") handed over. The GIL is released while
+ * decoding; the output goes straight into the new bytes when the gzip trailer
+ * announces its size. Raises ValueError (corrupt, truncated, cap hit, unknown
+ * encoding) or MemoryError. Returns a new reference. */
+static PyObject *py_inflate(PyObject *mod, PyObject *args, PyObject *kwds) {
+  static char *kwlist[] = {"data", "encoding", "max_size", "max_ratio", NULL};
+  Py_buffer buf = {0};
+  const char *encs = NULL;
+  long long max_size = (long long)256 << 20;
+  double max_ratio = 200.0;
+  PyObject *res = NULL;
+  uint8_t *out = NULL;
+  size_t len = 0;
+  (void)mod;
+  if (!PyArg_ParseTupleAndKeywords(args, kwds, "y*z|$Ld:inflate", kwlist, &buf, &encs, &max_size,
+                                   &max_ratio))
+    return NULL;
+  enum dltc_encoding enc;
+  struct dltc_error err;
+  if (max_size < 0 || !(max_ratio >= 1)) {
+    PyErr_SetString(PyExc_ValueError, "max_size must be >= 0 and max_ratio >= 1");
+    goto out;
+  }
+  if (dltc_encoding_parse(encs, &enc, &err) != 0) {
+    PyErr_SetString(PyExc_ValueError, err.msg);
+    goto out;
+  }
+  size_t n = (size_t)buf.len, hint = dltc_inflate_size_hint(buf.buf, n, enc);
+  double ratio_room = max_ratio * (double)n;
+  if (hint > 0 && hint <= (size_t)max_size &&
+      (hint <= DLTC_INFLATE_RATIO_FLOOR || (double)hint <= ratio_room)) {
+    if (!(res = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)hint)))
+      goto out;
+  }
+  uint8_t *dst = res ? (uint8_t *)PyBytes_AS_STRING(res) : NULL;
+  PyThreadState *ts = PyEval_SaveThread(); /* the input buffer and res are ours alone */
+  int rc = dltc_inflate(buf.buf, n, enc, (size_t)max_size, max_ratio, dst, res ? hint : 0, &out,
+                        &len, &err);
+  PyEval_RestoreThread(ts);
+  if (rc != 0) {
+    Py_CLEAR(res);
+    if (rc == DLTC_ENOMEM)
+      PyErr_SetString(PyExc_MemoryError, err.msg);
+    else
+      PyErr_SetString(PyExc_ValueError, err.msg);
+    goto out;
+  }
+  if (res && out == dst) {
+    if (len != hint)
+      _PyBytes_Resize(&res, (Py_ssize_t)len); /* on failure res is NULL, error set */
+  } else {
+    Py_XDECREF(res);
+    res = PyBytes_FromStringAndSize((const char *)out, (Py_ssize_t)len);
+    dltc__free(out);
+  }
+out:
+  PyBuffer_Release(&buf);
+  return res;
+}
+
 static int engine_add_types(PyObject *module) {
   if (engine_add_type(module, &response_spec, "Response") < 0)
     return -1;
@@ -757,15 +837,16 @@ static int engine_add_types(PyObject *module) {
 
 static struct PyModuleDef native_module;
 
+/* `PyObject ob_base;` is what PyObject_HEAD expands to (spelt out for clang-format). */
 typedef struct {
-  PyObject_HEAD
+  PyObject ob_base;
   struct ArrowArrayStream stream; /* never read: each export is a clone of it */
   PyObject *key;                  /* tuple of str, or "_dltc_rejects" */
   int64_t num_rows;
 } ArrowStreamObject;
 
 typedef struct {
-  PyObject_HEAD
+  PyObject ob_base;
   struct dltc_decoder *dec;
   int busy; /* a feed runs with the GIL released: refuse concurrent use */
 } DecoderObject;
@@ -849,7 +930,8 @@ static PyMethodDef arrow_stream_methods[] = {
 };
 
 static PyGetSetDef arrow_stream_getset[] = {
-    {"key", arrow_stream_get_key, NULL, "Table key: () root, tuple of raw keys, or '_dltc_rejects'.", NULL},
+    {"key", arrow_stream_get_key, NULL,
+     "Table key: () root, tuple of raw keys, or '_dltc_rejects'.", NULL},
     {"num_rows", arrow_stream_get_num_rows, NULL, "Rows in the stream.", NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
@@ -893,7 +975,8 @@ static PyObject *decoder_raise(PyObject *self, const struct dltc_error *err) {
   PyObject *path = PyUnicode_DecodeUTF8(err->path, (Py_ssize_t)strlen(err->path), "replace");
   PyObject *code = PyUnicode_FromString(dltc_code_name(err->code));
   if (off && path && code && PyObject_SetAttrString(exc, "offset", off) == 0 &&
-      PyObject_SetAttrString(exc, "path", path) == 0 && PyObject_SetAttrString(exc, "code", code) == 0)
+      PyObject_SetAttrString(exc, "path", path) == 0 &&
+      PyObject_SetAttrString(exc, "code", code) == 0)
     PyErr_SetObject(st->json_decode_error, exc);
   Py_XDECREF(off);
   Py_XDECREF(path);
@@ -986,9 +1069,9 @@ static int decoder_init(PyObject *self, PyObject *args, PyObject *kwds) {
     PyErr_SetString(PyExc_RuntimeError, "Decoder already initialised");
     return -1;
   }
-  static const char *const known[] = {"selector", "columns", "infer", "contract", "child_tables",
-                                      "dlt_ids", "load_id", "batch_rows", "max_depth",
-                                      "max_string", "root_name", "table_names", NULL};
+  static const char *const known[] = {
+      "selector",   "columns",   "infer",      "contract",  "child_tables", "dlt_ids", "load_id",
+      "batch_rows", "max_depth", "max_string", "root_name", "table_names",  NULL};
   PyObject *k, *v;
   Py_ssize_t pos = 0;
   while (PyDict_Next(plan, &pos, &k, &v)) {
@@ -1023,7 +1106,8 @@ static int decoder_init(PyObject *self, PyObject *args, PyObject *kwds) {
     if (!(spec.root_name = PyUnicode_AsUTF8(x)))
       goto out;
   }
-  if (plan_bool(plan, "infer", &spec.infer) || plan_bool(plan, "child_tables", &spec.child_tables) ||
+  if (plan_bool(plan, "infer", &spec.infer) ||
+      plan_bool(plan, "child_tables", &spec.child_tables) ||
       plan_bool(plan, "dlt_ids", &spec.dlt_ids) || plan_i64(plan, "batch_rows", &spec.batch_rows) ||
       plan_i64(plan, "max_string", &spec.max_string))
     goto out;
@@ -1031,19 +1115,22 @@ static int decoder_init(PyObject *self, PyObject *args, PyObject *kwds) {
     int64_t md = spec.max_depth;
     if (plan_i64(plan, "max_depth", &md))
       goto out;
-    if (md < 1 || md > 100000) {
-      PyErr_SetString(PyExc_ValueError, "max_depth must be in 1..100000");
+    if (md < 1 || md > DLTC_MAX_DEPTH) {
+      PyErr_SetString(PyExc_ValueError, "max_depth must be in 1..4096");
       goto out;
     }
     spec.max_depth = (int)md;
   }
   if ((x = plan_get(plan, "contract"))) {
     if (PyUnicode_Check(x)) {
-      if (parse_mode(x, &spec.mode_columns) || parse_mode(x, &spec.mode_data_type))
+      if (parse_mode(x, &spec.mode_columns) || parse_mode(x, &spec.mode_data_type) ||
+          parse_mode(x, &spec.mode_tables))
         goto out;
     } else if (PyDict_Check(x)) {
       PyObject *m;
       if ((m = PyDict_GetItemString(x, "columns")) && parse_mode(m, &spec.mode_columns))
+        goto out;
+      if ((m = PyDict_GetItemString(x, "tables")) && parse_mode(m, &spec.mode_tables))
         goto out;
       if ((m = PyDict_GetItemString(x, "data_type")) && parse_mode(m, &spec.mode_data_type))
         goto out;
@@ -1079,7 +1166,8 @@ static int decoder_init(PyObject *self, PyObject *args, PyObject *kwds) {
         PyErr_SetString(PyExc_ValueError, "column without 'path'");
         goto out;
       }
-      PyObject *held = path_utf8(p, (const char ***)&cs->path, (size_t **)&cs->path_len, &cs->npath);
+      PyObject *held =
+          path_utf8(p, (const char ***)&cs->path, (size_t **)&cs->path_len, &cs->npath);
       if (!held)
         goto out;
       app = PyList_Append(keep, held);
@@ -1197,9 +1285,9 @@ static PyObject *decoder_feed(PyObject *self, PyObject *args, PyObject *kwds) {
   int64_t rows = 0;
   int rc;
   o->busy = 1;
-  Py_BEGIN_ALLOW_THREADS
+  PyThreadState *ts = PyEval_SaveThread(); /* Py_BEGIN_ALLOW_THREADS */
   rc = dltc_decoder_feed(o->dec, buf.buf, (size_t)buf.len, url, (size_t)url_len, &rows, &err);
-  Py_END_ALLOW_THREADS
+  PyEval_RestoreThread(ts);
   o->busy = 0;
   PyBuffer_Release(&buf);
   if (rc)
@@ -1271,6 +1359,16 @@ fail:
   return NULL;
 }
 
+/* Returns a new reference (None). */
+static PyObject *decoder_reset(PyObject *self, PyObject *noargs) {
+  (void)noargs;
+  DecoderObject *o = (DecoderObject *)self;
+  if (decoder_ready(o))
+    return NULL;
+  dltc_decoder_reset(o->dec);
+  Py_RETURN_NONE;
+}
+
 /* Returns a new reference: a dict of counters. */
 static PyObject *decoder_stats(PyObject *self, PyObject *noargs) {
   (void)noargs;
@@ -1279,13 +1377,15 @@ static PyObject *decoder_stats(PyObject *self, PyObject *noargs) {
     return NULL;
   struct dltc_decoder_stats s;
   dltc_decoder_stats(o->dec, &s);
-  return Py_BuildValue("{sLsLsLsLsLsLsLsLsLsLsL}", "documents", (long long)s.documents, "rows",
+  return Py_BuildValue("{sLsLsLsLsLsLsLsLsLsLsLsLsL}", "documents", (long long)s.documents, "rows",
                        (long long)s.rows, "child_rows", (long long)s.child_rows, "bytes",
                        (long long)s.bytes, "failed_documents", (long long)s.failed_documents,
                        "rejects_new_column", (long long)s.rejects_new_column, "rejects_data_type",
                        (long long)s.rejects_data_type, "rejects_missing",
                        (long long)s.rejects_missing, "rows_discarded", (long long)s.rows_discarded,
-                       "variants", (long long)s.variants, "batches", (long long)s.batches);
+                       "variants", (long long)s.variants, "batches", (long long)s.batches,
+                       "rejects_unrecorded", (long long)s.rejects_unrecorded, "rejects_new_table",
+                       (long long)s.rejects_new_table);
 }
 
 static PyMethodDef decoder_methods[] = {
@@ -1293,6 +1393,9 @@ static PyMethodDef decoder_methods[] = {
      "feed(data, source_url='') -> int: parse one JSON document (GIL released)."},
     {"flush", decoder_flush, METH_NOARGS, "flush() -> {key: ArrowStream}: tables with rows."},
     {"stats", decoder_stats, METH_NOARGS, "stats() -> dict of counters."},
+    {"reset", decoder_reset, METH_NOARGS,
+     "reset(): back to the plan (drops learned columns/tables and unflushed rows), keeping "
+     "buffer capacities."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -1334,6 +1437,8 @@ static int decode_add_types(PyObject *module) {
 static PyMethodDef module_methods[] = {
     {"version", py_version, METH_NOARGS, "dltc's version."},
     {"curl_version", py_curl_version, METH_NOARGS, "The version line of the libcurl dltc runs on."},
+    {"inflate", (PyCFunction)(void (*)(void))py_inflate, METH_VARARGS | METH_KEYWORDS,
+     "inflate(data, encoding, *, max_size=256 MiB, max_ratio=200.0) -> bytes"},
     {NULL, NULL, 0, NULL},
 };
 

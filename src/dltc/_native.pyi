@@ -40,6 +40,8 @@ class Response:
     def http_version(self) -> str | None: ...  # "1.1", "2", ...
     @property
     def link_next(self) -> str | None: ...
+    @property
+    def content_encoding(self) -> Literal["gzip", "br"] | None: ...  # body still encoded (decompress="caller")
 
 class Client(Iterator[Response]):
     """Concurrent GETs on a libcurl engine thread. Safe to share between threads."""
@@ -68,6 +70,7 @@ class Client(Iterator[Response]):
         backoff_base: float = 0.1,
         backoff_cap: float = 10.0,
         loop: Literal["poll", "epoll"] | None = None,
+        decompress: Literal["engine", "caller"] = "engine",
     ) -> None: ...
     def submit(
         self, url: str, *, tag: Any = None, etag: str | None = None, empty_on: Iterable[int] = ()
@@ -84,6 +87,17 @@ class Client(Iterator[Response]):
     def __enter__(self) -> Client: ...
     def __exit__(self, *exc: object) -> Literal[False]: ...
 
+def inflate(
+    data: bytes | bytearray | memoryview,
+    encoding: str | None,
+    *,
+    max_size: int = 256 << 20,
+    max_ratio: float = 200.0,
+) -> bytes:
+    """Decode a body of Client(decompress="caller") (encoding: Response.content_encoding:
+    "gzip", "br" or None/"identity"); GIL released. ValueError on corrupt/truncated data
+    or a cap (max_size bytes out; max_ratio once past 1 MiB out), MemoryError."""
+
 
 # ---- decoder ----
 # Decoder: JSON documents -> Arrow tables (see CONTRACTS.md section 4 and csrc/decode.h).
@@ -91,7 +105,7 @@ class Client(Iterator[Response]):
 # plan keys (all optional): "selector": str | None, "columns": [{"path": [str, ...],
 # "type": "text"|"bigint"|"double"|"bool"|"timestamp"|"date"|"json", "nullable": bool,
 # "json": bool}], "infer": bool (False: undeclared keys are skipped), "contract":
-# {"columns": mode, "data_type": mode} with mode "evolve"|"freeze"|"discard_row"|
+# {"tables": mode, "columns": mode, "data_type": mode} (a str: all three) with mode "evolve"|"freeze"|"discard_row"|
 # "discard_value", "child_tables": bool, "dlt_ids": bool, "load_id": str | None,
 # "batch_rows": int, "max_depth": int, "max_string": int, and two additions:
 # "root_name": str | None and "table_names": {key tuple: str} -- the dlt table names
@@ -130,6 +144,12 @@ class Decoder:
         "ESCHEMA" for a freeze contract) and rolls the document back."""
     def flush(self) -> dict[TableKey, ArrowStream]:
         """Tables with rows -> streams; resets the row builders (schemas stay)."""
+    def reset(self) -> None:
+        """Back to the compiled plan as if new (inferred columns, child tables, variants,
+        unflushed rows and rejects dropped; declared columns kept), but keeping memory:
+        each column's buffers start at the capacity it needed before. Stats stay."""
     def stats(self) -> dict[str, int]:
         """documents, rows, child_rows, bytes, failed_documents, rejects_new_column,
-        rejects_data_type, rejects_missing, rows_discarded, variants, batches."""
+        rejects_data_type, rejects_missing, rows_discarded, variants, batches,
+        rejects_unrecorded (rejects beyond 65536 in one record: counted, not in the table),
+        rejects_new_table (contract "tables": lists not turned into a new child table)."""

@@ -78,6 +78,7 @@ class _Names:
 
     def __init__(self, naming: NamingConvention) -> None:
         self.naming = naming
+        self.label = str(naming)  # part of the learned-mapping keys
         self._keys: dict[str, str] = {}
         self._columns: dict[str, str] = {}
         self._tables: dict[tuple[str, tuple[str, ...]], str] = {}
@@ -237,18 +238,21 @@ def _declared_columns(columns: ColumnsArg, names: _Names, learn_key: tuple[Any, 
 
 
 def _contract(contract: Any) -> dict[str, str]:
+    """dlt's schema_contract as the plan takes it: {"tables", "columns", "data_type"} modes.
+    A str sets all three (as in dlt). "tables" governs new child tables (the root table is
+    always taken as existing: its columns are the declared ones)."""
     if contract is None:
-        return {"columns": "evolve", "data_type": "evolve"}
+        return {"tables": "evolve", "columns": "evolve", "data_type": "evolve"}
     if isinstance(contract, str):
         if contract not in MODES:
             raise ValueError(f"contract mode {contract!r} is not one of {MODES}")
-        return {"columns": contract, "data_type": contract}
+        return {"tables": contract, "columns": contract, "data_type": contract}
     if not isinstance(contract, Mapping):
         raise TypeError(f"contract must be a mode or a dict, not {contract!r}")
     unknown = set(contract) - {"tables", "columns", "data_type"}
     if unknown:
         raise ValueError(f"contract has unknown entities {sorted(unknown)}")
-    out = {"columns": contract.get("columns", "evolve"), "data_type": contract.get("data_type", "evolve")}
+    out = {k: contract.get(k, "evolve") for k in ("tables", "columns", "data_type")}
     for k, v in out.items():
         if v not in MODES:
             raise ValueError(f"contract {k}={v!r} is not one of {MODES}")
@@ -309,12 +313,12 @@ def read_json(
     if dlt_ids is None:
         dlt_ids = tables
     root = names.root(table_name)
-    learn_key = (data_selector, str(names.naming), root)
+    learn_key = (data_selector, names.label, root)
 
     for attempt in range(3):
         declared = _declared_columns(columns, names, learn_key)
         plan = _plan(declared, data_selector, mode, child_tables, dlt_ids, load_id, root, names, learn_key)
-        dec = _native.Decoder(plan)
+        dec = _decoder(plan)
         try:
             dec.feed(buf, source_url)
         except JSONDecodeError as e:
@@ -329,6 +333,31 @@ def read_json(
             continue  # a mapping was learned: the plan changes, decode again
         return _assemble(raw, declared, tables, root, names)
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+# Decoders reused per thread when the C side can reset one to its compiled plan (a
+# reset decoder keeps its capacity hints, so a document does not pay first-batch growth).
+_POOL_CAP = 8  # decoders kept per thread
+_pool = threading.local()
+_CAN_RESET = hasattr(_native.Decoder, "reset")
+
+
+def _decoder(plan: dict[str, Any]) -> Any:
+    """A decoder for plan, as if new: from this thread's pool (reset) when possible."""
+    if not _CAN_RESET:
+        return _native.Decoder(plan)
+    pool = getattr(_pool, "decoders", None)
+    if pool is None:
+        pool = _pool.decoders = {}
+    key = repr(plan)
+    dec = pool.get(key)
+    if dec is None:
+        if len(pool) >= _POOL_CAP:
+            pool.pop(next(iter(pool)))
+        dec = pool[key] = _native.Decoder(plan)
+    else:
+        dec.reset()
+    return dec
 
 
 def _plan(
@@ -442,10 +471,23 @@ def _assemble(
         return root_t
     out: dict[str, pa.Table] = {root: root_t}
     for k in sorted((k for k in streams if isinstance(k, tuple) and k), key=lambda k: (len(k), k)):
-        out[names.table(root, k)] = _rename(streams[k], names)
+        name = names.table(root, k)
+        t = _rename(streams[k], names)
+        if name in out:  # two raw keys (e.g. "fooBar", "foo_bar") are one dlt table
+            t = _concat(out[name], t, name)
+        out[name] = t
     if REJECTS_TABLE in streams:
         out[REJECTS_TABLE] = streams[REJECTS_TABLE]
     return out
+
+
+def _concat(a: pa.Table, b: pa.Table, name: str) -> pa.Table:
+    """Rows of two raw tables that dlt names alike, in one table (columns unified by name;
+    a column with two types is a NameCollisionError)."""
+    try:
+        return pa.concat_tables([a, b], promote_options="default")
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as e:
+        raise NameCollisionError(f"two raw child tables normalize to table {name!r} with conflicting columns: {e}") from None
 
 
 def _empty(declared: list[_Declared], names: _Names) -> pa.Table:

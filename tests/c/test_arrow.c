@@ -16,9 +16,11 @@ static int failures;
     }                                                                                              \
   } while (0)
 
-#define ALIGNED(p) (((uintptr_t)(p) & 63) == 0)
+#define ALIGNED(p) (((uintptr_t)(p)&63) == 0)
 
-static int bit(const void *buf, int64_t i) { return (((const uint8_t *)buf)[i >> 3] >> (i & 7)) & 1; }
+static int bit(const void *buf, int64_t i) {
+  return (((const uint8_t *)buf)[i >> 3] >> (i & 7)) & 1;
+}
 
 static void test_builders(void) {
   struct dltc_error err;
@@ -69,8 +71,8 @@ static void test_builders(void) {
   const int64_t N = 300000; /* 2.4 MB of int64: grows through the mapped path */
   for (int64_t i = 0; i < N; i++) {
     CHECK(dltc_col_append_i64(&i64, i * 7, &err) == 0);
-    CHECK((i % 5 ? dltc_col_append_bool(&b, (int)(i & 1), &err)
-                 : dltc_col_append_null(&b, &err)) == 0);
+    CHECK((i % 5 ? dltc_col_append_bool(&b, (int)(i & 1), &err) : dltc_col_append_null(&b, &err)) ==
+          0);
     CHECK(dltc_col_append_f64(&f, (double)i / 2, &err) == 0);
     CHECK(dltc_col_append_i32(&dt, (int32_t)-i, &err) == 0);
     if (failures)

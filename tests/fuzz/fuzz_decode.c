@@ -64,6 +64,8 @@ static void check_batch(const struct ArrowSchema *sc, const struct ArrowArray *a
   }
 }
 
+static void drain(struct dltc_decoder *d);
+
 /* Feed data twice under the plan chosen by `sel`; returns the first feed's code. */
 static int run(uint8_t sel, const char *data, size_t n) {
   struct dltc_plan_spec spec;
@@ -94,6 +96,20 @@ static int run(uint8_t sel, const char *data, size_t n) {
   if (first && (err.offset < 0 || (size_t)err.offset > n || err.path[0] != '$'))
     abort();
   (void)dltc_decoder_feed(d, data, n, "fuzz", 4, &rows, &err);
+  drain(d);
+  /* a reset decoder decodes the document again, as a new one would */
+  dltc_decoder_reset(d);
+  int again = dltc_decoder_feed(d, data, n, "fuzz", 4, &rows, &err);
+  if (again != first && again != DLTC_ENOMEM && first != DLTC_ENOMEM)
+    abort();
+  drain(d);
+  dltc_decoder_free(d);
+  return first;
+}
+
+/* Flush every table and check its stream. */
+static void drain(struct dltc_decoder *d) {
+  struct dltc_error err;
   for (size_t t = 0; t < dltc_decoder_ntables(d); t++) {
     const char *const *k;
     const size_t *kl;
@@ -128,8 +144,6 @@ static int run(uint8_t sel, const char *data, size_t n) {
     if (ok && got != want)
       abort();
   }
-  dltc_decoder_free(d);
-  return first;
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *buf, size_t size);

@@ -6,6 +6,9 @@ For 0 ms and 50 ms server latency, over the replica's monthly archives (the bodi
 chess source spends its time on), it measures requests/s, MB/s (decoded) and CPU-µs per
 request of this process (getrusage; no JSON decoding happens here) for:
   * dltc: dltc.Client at a fixed concurrency (window pinned: initial = max = concurrency);
+  * dltc_caller: the same with decompress="caller": the engine thread only moves gzip
+    bytes and this (consumer) thread inflates each body with dltc._native.inflate (GIL
+    released, libdeflate), timed and CPU-counted in the same process;
   * wrk: the same URLs, same concurrency, same Accept-Encoding (wrk parses nothing: the
     ceiling); its CPU is measured as a child process;
   * python: dlt's own requests helper (`from dlt.sources.helpers import requests`) on a
@@ -32,7 +35,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from dltc import replica as R
-from dltc._native import Client
+from dltc._native import Client, inflate
 
 
 def _cpu_self() -> float:
@@ -80,6 +83,8 @@ def run_dltc(urls: list[str], seconds: float, conc: int, **client_kw) -> dict:
             n += 1
             if r.error:
                 errors += 1
+            elif r.content_encoding:
+                nbytes += len(inflate(r.body, r.content_encoding))
             else:
                 nbytes += len(r.body)
         wall, cpu = time.monotonic() - t0, _cpu_self() - cpu0
@@ -193,7 +198,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--players", type=int, default=20)
     ap.add_argument("--months", type=int, default=3)
     ap.add_argument("--latencies", default="0,50", help="server latencies in ms, comma-separated")
-    ap.add_argument("--skip", default="", help="comma-separated: dltc,wrk,python,small,adaptive")
+    ap.add_argument("--skip", default="",
+                    help="comma-separated: dltc,caller,wrk,python,small (identity+small bodies),"
+                         "adaptive")
     ap.add_argument("--loop", choices=("poll", "epoll"), default=None,
                     help="engine event loop (default: the engine's default)")
     a = ap.parse_args(argv)
@@ -217,6 +224,9 @@ def main(argv: list[str] | None = None) -> int:
                 run: dict = {}
                 if "dltc" not in skip:
                     run["dltc"] = run_dltc(urls, a.seconds, a.concurrency, **kw)
+                if "caller" not in skip:
+                    run["dltc_caller"] = run_dltc(urls, a.seconds, a.concurrency,
+                                                  decompress="caller", **kw)
                 if "wrk" not in skip:
                     run["wrk"] = run_wrk(api.base_url, months, a.seconds, a.concurrency, tmp)
                 if "python" not in skip:
@@ -226,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
                 if run.get("dltc") and run.get("python_dlt_requests_5_threads"):
                     py = run["python_dlt_requests_5_threads"]["req_per_s"]
                     run["dltc_vs_python"] = round(run["dltc"]["req_per_s"] / py, 1) if py else None
-                if lat == 0 and "small" not in skip:
+                if "small" not in skip:
                     surls = [api.base_url + p for p in small]
                     # same bytes both sides, nothing to inflate: the HTTP machinery alone
                     ident = {"headers": {"Accept-Encoding": "identity"}}
@@ -239,6 +249,10 @@ def main(argv: list[str] | None = None) -> int:
                     if "wrk" not in skip:
                         run["small_bodies"]["wrk"] = run_wrk(api.base_url, small, a.seconds,
                                                              a.concurrency, tmp)
+                    for sub in (run["identity"], run["small_bodies"]):
+                        if sub.get("wrk") and sub["wrk"].get("req_per_s"):
+                            sub["dltc_vs_wrk"] = round(sub["dltc"]["req_per_s"]
+                                                       / sub["wrk"]["req_per_s"], 3)
                 out["runs"][key] = run
         if "adaptive" not in skip:
             small_paths = small + [f"/pub/player/{u}/games/archives" for u in meta["players"]]

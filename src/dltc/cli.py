@@ -1,0 +1,230 @@
+"""The `dltc` command: `dltc chess ...` runs the chess source into a dlt destination with
+a live progress bar on stderr and a summary table at the end. The progress bar and the
+summary are also used by `python -m dltc.demo`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from typing import Any, Dict, List, Optional, TextIO
+
+EXAMPLES = """\
+examples:
+  dltc chess --players magnuscarlsen,hikaru --start-month 2024/01 --end-month 2024/06
+  dltc chess --players @players.txt --destination duckdb --dataset-name chess_data
+  dltc chess --players hikaru --destination filesystem   # needs [destination.filesystem] bucket_url
+  # a local replica (python -m dltc.replica serve --data DIR --tls):
+  dltc chess --players @players.txt --base-url https://127.0.0.1:8443 --ca-file ca.pem
+
+players: a comma-separated list, or @FILE with one username per line ('#' starts a comment).
+--base-url takes the public API base (default https://api.chess.com/pub/) or a replica's
+root URL; the popup endpoint is derived from it unless --callback-url is given.
+"""
+
+
+# ---- progress bar and summary ----------------------------------------------------------
+
+
+class ProgressBar:
+    """One line on a terminal, redrawn at most 10 times a second; on a non-terminal one
+    plain line every few seconds. Call it with the source's progress dict."""
+
+    def __init__(self, stream: TextIO = sys.stderr, width: int = 24):
+        self.stream = stream
+        self.width = width
+        self.tty = stream.isatty()
+        self.last = 0.0
+        self.every = 0.1 if self.tty else 3.0
+        self.info: Dict[str, Any] = {}
+
+    def __call__(self, info: Dict[str, Any]) -> None:
+        self.info = info
+        now = time.monotonic()
+        if now - self.last >= self.every:
+            self.last = now
+            self._draw()
+
+    def line(self, info: Optional[Dict[str, Any]] = None) -> str:
+        i = info or self.info
+        done, queued = i.get("requests", 0), i.get("queued", 0)
+        total = done + queued
+        frac = done / total if total else 0.0
+        fill = int(frac * self.width)
+        el = max(i.get("elapsed", 0.0), 1e-9)
+        return (
+            f"[{'#' * fill}{'-' * (self.width - fill)}] {done}/{total} req, {queued} queued, "
+            f"{i.get('bytes', 0) / 1e6:.1f} MB, {i.get('games', 0) / el:,.0f} games/s, "
+            f"retries {i.get('retries', 0)}, 429s {i.get('status_429', 0)}"
+        )
+
+    def _draw(self) -> None:
+        if self.tty:
+            self.stream.write("\r\x1b[2K" + self.line())
+        else:
+            self.stream.write(self.line() + "\n")
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self.info:
+            self._draw()
+            if self.tty:
+                self.stream.write("\n")
+            self.stream.flush()
+
+
+def row_counts(pipeline: Any) -> Dict[str, int]:
+    """Rows per table loaded by the pipeline's last run (from its normalize step)."""
+    trace = pipeline.last_trace
+    info = getattr(trace, "last_normalize_info", None) if trace else None
+    counts = dict(getattr(info, "row_counts", None) or {})
+    return {t: n for t, n in counts.items() if not t.startswith("_dlt")}
+
+
+def summary_table(counts: Dict[str, int], wall: float, stats: Dict[str, Any]) -> str:
+    rows = [("table", "rows")] + [(t, f"{n:,}") for t, n in sorted(counts.items())]
+    rows += [
+        ("", ""),
+        ("wall time", f"{wall:.2f} s"),
+        ("requests", f"{stats.get('requests', 0):,}"),
+        ("not modified (304)", f"{stats.get('not_modified', 0):,}"),
+        ("duplicates removed", f"{stats.get('duplicates', 0):,}"),
+        ("retries", f"{stats.get('retries', 0):,}"),
+        ("429s", f"{stats.get('status_429', 0):,}"),
+        ("MB received", f"{stats.get('bytes', 0) / 1e6:,.1f}"),
+    ]
+    w0 = max(len(a) for a, _ in rows)
+    w1 = max(len(b) for _, b in rows)
+    sep = "+" + "-" * (w0 + 2) + "+" + "-" * (w1 + 2) + "+"
+    out = [sep]
+    for i, (a, b) in enumerate(rows):
+        if a == "" and b == "":
+            out.append(sep)
+            continue
+        out.append(f"| {a:<{w0}} | {b:>{w1}} |")
+        if i == 0:
+            out.append(sep)
+    out.append(sep)
+    return "\n".join(out)
+
+
+# ---- dltc chess --------------------------------------------------------------------------
+
+
+def read_players(spec: str) -> List[str]:
+    if spec.startswith("@"):
+        with open(spec[1:], encoding="utf-8") as f:
+            text = f.read()
+        names: List[str] = []
+        for ln in text.splitlines():
+            ln = ln.split("#", 1)[0]
+            names += [x.strip() for x in ln.split(",") if x.strip()]
+        return names
+    return [x.strip() for x in spec.split(",") if x.strip()]
+
+
+def api_urls(base_url: Optional[str], callback_url: Optional[str]) -> Dict[str, str]:
+    from dltc.chess import CALLBACK_URL, OFFICIAL_API_URL
+
+    if not base_url:
+        return {"base_url": OFFICIAL_API_URL, "callback_url": callback_url or CALLBACK_URL}
+    base = base_url.rstrip("/")
+    if base.endswith("/pub"):
+        root = base[: -len("/pub")]
+    else:
+        root, base = base, base + "/pub"
+    return {"base_url": base + "/", "callback_url": callback_url or root + "/callback/"}
+
+
+def _chess_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "chess",
+        help="load chess.com player profiles, games and online status",
+        description="Load chess.com player profiles, games and online status with dlt.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--players", required=True, help="a,b,c or @FILE")
+    p.add_argument("--start-month", help="YYYY/MM, first month of games (inclusive)")
+    p.add_argument("--end-month", help="YYYY/MM, last month of games (inclusive)")
+    p.add_argument("--base-url", help="API base URL (default https://api.chess.com/pub/)")
+    p.add_argument("--callback-url", help="popup endpoint base (default https://www.chess.com/callback/)")
+    p.add_argument("--ca-file", help="CA bundle to verify the server with")
+    p.add_argument("--destination", default="duckdb", help="dlt destination (default duckdb)")
+    p.add_argument("--dataset-name", default="chess_data")
+    p.add_argument("--pipeline-name", default="dltc_chess")
+    p.add_argument("--pipelines-dir", help="where dlt keeps pipeline state (default ~/.dlt/pipelines)")
+    p.add_argument("--max-concurrency", type=int, default=64, help="requests in flight at most (default 64)")
+    p.add_argument("--resources", help="comma-separated subset: players_profiles,players_games,...")
+    p.add_argument("--skip-unknown", action="store_true", help="warn and skip unknown players instead of failing")
+    p.add_argument("--merge", action="store_true", help="load games with merge on uuid")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=run_chess)
+
+
+def run_chess(args: argparse.Namespace) -> int:
+    import dlt
+
+    from dltc import chess
+
+    try:
+        players = read_players(args.players)
+        stats: Dict[str, Any] = {}
+        bar = None if args.no_progress else ProgressBar()
+        src = chess.source(
+            players,
+            start_month=args.start_month,
+            end_month=args.end_month,
+            ca_file=args.ca_file,
+            max_concurrency=args.max_concurrency,
+            on_unknown_player="skip" if args.skip_unknown else "raise",
+            games_write_disposition="merge" if args.merge else "append",
+            progress=bar,
+            stats=stats,
+            **api_urls(args.base_url, args.callback_url),
+        )
+        if args.resources:
+            src = src.with_resources(*[r.strip() for r in args.resources.split(",") if r.strip()])
+    except (OSError, ValueError) as e:
+        print(f"dltc chess: {e}", file=sys.stderr)
+        return 2
+    kw: Dict[str, Any] = {}
+    if args.pipelines_dir:
+        kw["pipelines_dir"] = args.pipelines_dir
+    pipeline = dlt.pipeline(
+        pipeline_name=args.pipeline_name, destination=args.destination, dataset_name=args.dataset_name, **kw
+    )
+    t0 = time.perf_counter()
+    try:
+        pipeline.run(src)
+    except Exception as e:  # dlt wraps the cause; show the innermost message
+        if bar:
+            bar.close()
+        cause: BaseException = e
+        while cause.__cause__ is not None:
+            cause = cause.__cause__
+        print(f"dltc chess: failed: {cause}", file=sys.stderr)
+        return 1
+    wall = time.perf_counter() - t0
+    if bar:
+        bar.close()
+    print(summary_table(row_counts(pipeline), wall, stats))
+    return 0
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="dltc",
+        description="dlt sources whose HTTP, JSON and Arrow work runs in C.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    _chess_parser(sub)
+    args = parser.parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
