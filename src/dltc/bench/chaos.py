@@ -3,8 +3,9 @@
 Runs the chess source (60 players x 4 months) into DuckDB against the local replica with a
 10% fault plan (5xx, Retry-After, resets, truncated and invalid bodies, stalls) and a
 connection limit that turns excess parallel requests into 429 storms, then a second run
-over the newer months with schema drift under `columns: discard_row` (given to the source). Compares game uuids with what the replica serves and prints
-faults by kind, retries, rows served/loaded/rejected, duplicates, rows missing, peak RSS.
+over the newer months with schema drift under `columns: discard_row` (given to the source).
+Compares game uuids with what the replica serves and prints faults by kind, retries, rows
+served/loaded/rejected, duplicates, rows missing, peak RSS.
 The helpers here are shared with tests/test_faults_pipeline.py and tests/test_kill9.py.
 """
 
