@@ -79,7 +79,7 @@ test-py: build
 test-asan: build-asan
 	$(ASAN_ENV) $(VPY) -m pytest -q -p no:cacheprovider
 
-test: lint test-c test-py test-asan
+test: lint test-c test-py test-asan fuzz
 
 # ---- static analysis ------------------------------------------------------------
 # Configuration: .clang-format, .clang-tidy (checked in); cppcheck flags below.
@@ -103,9 +103,10 @@ format:
 # `make fuzz-headers FUZZ_SECONDS=10`: libFuzzer + ASan + UBSan; new inputs go to build/.
 .PHONY: fuzz-headers
 FUZZ_SECONDS ?= 10
+FUZZ_DECODE_SECONDS ?= 60
 FUZZ_HEADERS_SRC := tests/fuzz/fuzz_headers.c csrc/limit.c csrc/http.c csrc/error.c
 
-build/fuzz_headers: $(FUZZ_HEADERS_SRC) csrc/limit.h csrc/http.h csrc/error.h
+build/fuzz_headers: $(FUZZ_HEADERS_SRC) csrc/limit.h csrc/http.h csrc/error.h | .stamp-apt
 	@mkdir -p build
 	clang -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined \
 	  -fno-sanitize-recover=undefined -Icsrc $(FUZZ_HEADERS_SRC) -lm -o $@
@@ -119,13 +120,13 @@ fuzz-headers: build/fuzz_headers
 # `make fuzz-inflate FUZZ_SECONDS=10`; seeds are made by the target's first runs.
 FUZZ_INFLATE_SRC := tests/fuzz/fuzz_inflate.c csrc/inflate.c csrc/arrow.c csrc/error.c
 
-build/fuzz_inflate: $(FUZZ_INFLATE_SRC) csrc/inflate.h csrc/arrow.h csrc/error.h
+build/fuzz_inflate: $(FUZZ_INFLATE_SRC) csrc/inflate.h csrc/arrow.h csrc/error.h | .stamp-apt
 	@mkdir -p build
 	clang -std=c11 -D_GNU_SOURCE -g -O1 -Wall -Wextra -Werror -fsanitize=fuzzer,address,undefined \
 	  -fno-sanitize-recover=undefined -Icsrc $(FUZZ_INFLATE_SRC) -ldeflate -lbrotlidec -lm -o $@
 
 .PHONY: fuzz-inflate
-fuzz: fuzz-inflate
+fuzz: fuzz-inflate fuzz-headers
 fuzz-inflate: build/fuzz_inflate
 	@mkdir -p build/corpus_inflate
 	ASAN_OPTIONS=detect_leaks=1 ./build/fuzz_inflate -max_total_time=$(FUZZ_SECONDS) \
@@ -141,7 +142,6 @@ clean:
 
 # ---- fuzzing: decoder (libFuzzer + ASan + UBSan, core sources linked directly) ----
 # Seeds are read in place from the shared test data; new inputs go to build/fuzz/.
-FUZZ_SECONDS ?= 60
 TESTDATA ?= $(CURDIR)/../shared/testdata
 FUZZ_DECODE_SRC := tests/fuzz/fuzz_decode.c csrc/decode.c csrc/schema.c csrc/arrow.c csrc/num.c csrc/error.c
 
@@ -153,10 +153,9 @@ build/fuzz/fuzz_decode: $(FUZZ_DECODE_SRC) $(wildcard csrc/*.h) | .stamp-apt
 
 fuzz-decode: build/fuzz/fuzz_decode
 	@mkdir -p build/fuzz/corpus-decode
-	ASAN_OPTIONS=detect_leaks=1 build/fuzz/fuzz_decode -max_total_time=$(FUZZ_SECONDS) \
+	ASAN_OPTIONS=detect_leaks=1 build/fuzz/fuzz_decode -max_total_time=$(FUZZ_DECODE_SECONDS) \
 	  -max_len=32768 -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
 	  build/fuzz/corpus-decode $(TESTDATA)/json-test-suite/test_parsing $(TESTDATA)/chesscom
 
 .PHONY: fuzz-decode
 fuzz: fuzz-decode
-test: fuzz-decode

@@ -563,3 +563,59 @@ def test_new_child_table_is_a_new_table_not_a_new_column(mode):
     assert out["root__l"].column("x").to_pylist() == [1]
     assert out["root__s"].column("value").to_pylist() == [1, 2]
     assert REJECTS not in out
+
+
+@pytest.mark.parametrize("mode", ["evolve", "freeze", "discard_row", "discard_value"])
+def test_contract_tables(mode):
+    """dlt (checked with a pipeline into DuckDB): under tables=discard_row/discard_value a
+    new nested table's rows are dropped and the parent rows stay; freeze raises."""
+    data = b'[{"a":1,"l":[{"x":1}]},{"a":2,"s":[1,2]},{"a":3}]'
+    if mode == "freeze":
+        with pytest.raises(dltc.JSONDecodeError) as ei:
+            dltc.read_json(data, {"a": "bigint"}, contract={"tables": mode})
+        assert ei.value.path == "$[0].l"
+        return
+    out = dltc.read_json(data, {"a": "bigint"}, contract={"tables": mode}, tables=True, source_url="u")
+    assert out["root"].column("a").to_pylist() == [1, 2, 3]
+    if mode == "evolve":
+        assert set(out) == {"root", "root__l", "root__s"}
+        return
+    assert set(out) == {"root", REJECTS}
+    assert [(r["path"], r["reason"], json.loads(r["record"])) for r in out[REJECTS].to_pylist()] == [
+        ("$[0].l", "new_table", {"a": 1, "l": [{"x": 1}]}), ("$[1].s", "new_table", {"a": 2, "s": [1, 2]})]
+
+
+@HSET
+@given(records=st.lists(RECORDS, min_size=1, max_size=4))
+def test_lists_as_json_columns(records):
+    """child_tables=False: every list stays in its row as JSON text (the document's own
+    bytes) that parses back to the list; no child tables."""
+    data = dumps(records, False, True)
+    try:
+        out = dltc.read_json(data, tables=True, child_tables=False)
+    except dltc.JSONDecodeError as e:
+        assert e.code == "ESCHEMA"  # a value dlt cannot load (e.g. beyond int64)
+        return
+    assert set(out) <= {"root", REJECTS}
+    root = out["root"]
+    from dlt.common.normalizers.naming.snake_case import NamingConvention
+
+    n = NamingConvention()
+
+    def lists(prefix, obj, row, found):
+        for k, v in obj.items():
+            name = n.shorten_fragments(*prefix, n.normalize_path(k)) if prefix else n.normalize_path(k)
+            if isinstance(v, list):
+                found.append((name, row, v))
+            elif isinstance(v, dict):
+                lists(prefix + (n.normalize_path(k),), v, row, found)
+
+    found: list = []
+    for i, r in enumerate(records):
+        lists((), r, i, found)
+    for name, i, v in found:
+        # in its column, or in the json variant when the column took another type first
+        cells = [root.column(c)[i].as_py() for c in (name, n.shorten_fragments(name, "v_json"))
+                 if c in root.column_names]
+        cell = next(c for c in cells if c is not None)
+        assert json.loads(cell) == v, (name, i)

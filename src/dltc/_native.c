@@ -36,8 +36,10 @@ static PyObject *py_curl_version(PyObject *self, PyObject *noargs) {
   (void)self;
   (void)noargs;
   const char *v;
-  Py_BEGIN_ALLOW_THREADS v = dltc_curl_version();
-  Py_END_ALLOW_THREADS return PyUnicode_FromString(v);
+  Py_BEGIN_ALLOW_THREADS
+    v = dltc_curl_version();
+  Py_END_ALLOW_THREADS
+  return PyUnicode_FromString(v);
 }
 
 /* ---------------------------------------------------------------- engine -- */
