@@ -17,8 +17,7 @@ import dltc
 from hostile import open_fds, peak_rss_kb, reset_peak_rss, rss_kb, threads
 
 ASAN = bool(os.environ.get("DLTC_EXPECT_ASAN"))
-# Under ASan+UBSan everything is ~3x slower: a 4x smaller sweep with the same 1:4 ratio.
-SMALL, LARGE = (1_250, 5_000) if ASAN else (5_000, 20_000)
+SMALL, LARGE = 5_000, 20_000
 
 replica = pytest.importorskip("dltc.replica")
 Client = getattr(dltc, "Client", None)
@@ -106,6 +105,11 @@ def test_sweep_20000_archive_requests_flat_memory_no_leaks(load_data):
                   if k in ("n", "bytes", "elapsed", "peak_growth_mb", "rss_after_mb")}
               for n, r in results.items()}
     print("load sweep:", json.dumps(report))
+    if ASAN:
+        # ASan keeps freed memory in its quarantine (256 MB by default): RSS then measures
+        # the quarantine, not dltc. The sweep, exactly-once delivery, fds and threads above
+        # still hold under ASan; the memory figures are asserted in the release build.
+        return
     # No per-request leak: a second large sweep leaves RSS where the first left it
     # (8 MB over 20,000 requests would be 400 bytes per request).
     assert again["rss_after_mb"] - large["rss_after_mb"] < 8 * LARGE / 20_000, report

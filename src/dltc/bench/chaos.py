@@ -1,10 +1,11 @@
 """`python -m dltc.bench chaos [--json]`: the chess pipeline through a bad night of the API.
 
-Runs the chess source into DuckDB against the local replica with a 10% fault plan (5xx,
-resets, truncated bodies, stalls, Retry-After) and a connection limit that turns excess
-parallel requests into 429 storms, then a second run over new months with schema drift
-under `columns: discard_row`. Compares game uuids with what the replica serves and prints
-faults by kind, retries, rows served/loaded/rejected, duplicates, rows missing, peak RSS.
+Runs the chess source (60 players x 4 months) into DuckDB against the local replica with a
+10% fault plan (5xx, Retry-After, resets, truncated and invalid bodies, stalls) and a
+connection limit that turns excess parallel requests into 429 storms, then a second run
+over the newer months with schema drift under `columns: discard_row` (given to the source).
+Compares game uuids with what the replica serves and prints faults by kind, retries, rows
+served/loaded/rejected, duplicates, rows missing, peak RSS.
 The helpers here are shared with tests/test_faults_pipeline.py and tests/test_kill9.py.
 """
 
@@ -139,7 +140,7 @@ def peak_rss_mb() -> float:
 # ---- the benchmark ---------------------------------------------------------------------
 
 
-def run(players: int = 30, months: int = 4, seed: int = 7, latency_ms: float = 5,
+def run(players: int = 60, months: int = 4, seed: int = 7, latency_ms: float = 5,
         max_parallel: int = 6, work: str | None = None) -> dict[str, Any]:
     import dltc.replica as R
 
@@ -227,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m dltc.bench chaos", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--json", action="store_true", help="print one JSON object")
-    ap.add_argument("--players", type=int, default=30)
+    ap.add_argument("--players", type=int, default=60)
     ap.add_argument("--months", type=int, default=4)
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--latency-ms", type=float, default=5)
