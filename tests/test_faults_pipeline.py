@@ -211,17 +211,10 @@ def run_with_contract(pipe, api, s, contract, via):
     return pipe.run(src, schema_contract=contract)
 
 
-PIPELINE_CONTRACT_BUG = (
-    "chess ignores pipeline.run(schema_contract=...): dlt then filters the Arrow batches "
-    "itself after the source removed duplicate uuids, so a game served by a drifted and a "
-    "clean archive is lost entirely, and nothing reaches _dltc_rejects")
-
-
 @pytest.mark.parametrize("mode,via", [
     ("evolve", "source"), ("freeze", "source"), ("discard_row", "source"),
     ("discard_value", "source"),
-    pytest.param("discard_row", "pipeline", marks=pytest.mark.xfail(
-        strict=True, reason=PIPELINE_CONTRACT_BUG)),
+    ("discard_row", "pipeline"),
 ])
 def test_drift_columns_contract(tmp_path, mode, via):
     s = drift_setup(tmp_path, 1)
@@ -358,9 +351,6 @@ def test_contract_on_unchanged_data_changes_nothing(tmp_path, mode, runs):
     assert_exact(db, set(R.load_games(str(d), players)))
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "chess yields rejects as a table variant of players_games, which inherits its column "
-    "hints: _dltc_rejects gets an always-NULL end_time column"))
 def test_rejects_table_has_the_contract_columns(tmp_path):
     """_dltc_rejects holds source_url, path, reason, record (+ dlt's own columns) and
     nothing borrowed from the table the rejects came from."""

@@ -11,7 +11,6 @@ Request path through nginx (see nginx.render):
 from __future__ import annotations
 
 import atexit
-import ctypes
 import http.client
 import json
 import os
@@ -31,30 +30,22 @@ from dltc.replica import faults as F
 from dltc.replica import nginx as N
 from dltc.replica.tls import TLSError, make_certs
 
-_PR_SET_PDEATHSIG = 1
 _live: "set[Replica]" = set()        # started and not yet stopped; atexit stops them
 _lock = threading.Lock()
-try:                                  # resolved here: no dlopen between fork and exec
-    _prctl = ctypes.CDLL(None, use_errno=True).prctl
-except (OSError, AttributeError):
-    _prctl = None
-
-
 class ReplicaError(RuntimeError):
     """The replica could not start or run; str(e) is one line saying what to do."""
 
 
-def _pdeathsig() -> None:
-    """preexec_fn: the child gets SIGTERM when the thread that started it dies."""
-    if _prctl is not None:
-        _prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
-
-
-def _preexec():
-    """PR_SET_PDEATHSIG fires when the *thread* that forked exits, so it is only set from
-    the main thread (which lives as long as the process). Either way the app watches its
-    parent and, when re-parented, TERMs the whole group (nginx included)."""
-    return _pdeathsig if threading.current_thread() is threading.main_thread() else None
+def _deathsig_argv() -> "list[str]":
+    """An argv prefix that makes the child get SIGTERM when the thread that started it
+    dies (PR_SET_PDEATHSIG, set by util-linux's setpriv just before exec). No preexec_fn:
+    running Python between fork and exec in a threaded process can deadlock. The signal
+    follows the forking *thread*, so it is only asked for from the main thread; either way
+    the app watches its parent and, when re-parented, TERMs the whole group."""
+    setpriv = shutil.which("setpriv")
+    if setpriv and threading.current_thread() is threading.main_thread():
+        return [setpriv, "--pdeathsig", "TERM"]
+    return []
 
 
 def _stop_all() -> None:
@@ -198,11 +189,10 @@ class Replica:
             out = open(self.prefix / "nginx.out", "wb")
             try:
                 p = subprocess.Popen(
-                    [nginx, "-p", str(self.prefix), "-c", str(conf_path), "-e",
+                    _deathsig_argv() + [nginx, "-p", str(self.prefix), "-c", str(conf_path), "-e",
                      str(self.prefix / "error.log")],
                     stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                    pass_fds=(sock.fileno(),), env=env, process_group=0,
-                    preexec_fn=_preexec())
+                    pass_fds=(sock.fileno(),), env=env, process_group=0)
             finally:
                 out.close()
             self._procs.append(p)
@@ -212,9 +202,10 @@ class Replica:
             app_out = open(self.prefix / "app.out", "wb")
             try:
                 a = subprocess.Popen(
-                    [sys.executable, "-m", "dltc.replica.app", str(self.prefix / "app.json")],
+                    _deathsig_argv() + [sys.executable, "-m", "dltc.replica.app",
+                                        str(self.prefix / "app.json")],
                     stdin=subprocess.DEVNULL, stdout=app_out, stderr=subprocess.STDOUT,
-                    process_group=self.pgid, preexec_fn=_preexec(), close_fds=True)
+                    process_group=self.pgid, close_fds=True)
             finally:
                 app_out.close()
             self._procs.append(a)
