@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -266,11 +267,13 @@ def run(
     timeout: float = 600.0,
     data_dir: Optional[str] = None,
     log: Any = None,
+    repeat: int = 3,
 ) -> Dict[str, Any]:
     import dltc.replica as replica
 
     log = log or (lambda *_: None)
-    result: Dict[str, Any] = {"players": players, "months": months, "tls": tls, "scenarios": {}}
+    result: Dict[str, Any] = {"players": players, "months": months, "tls": tls, "repeat": repeat,
+                              "scenarios": {}}
     with tempfile.TemporaryDirectory(prefix="dltc-bench-data-") as tmp:
         data = data_dir or os.path.join(tmp, "data")
         if not os.path.exists(os.path.join(data, "meta.json")):
@@ -284,16 +287,35 @@ def run(
                 base, cb = api.base_url + "/pub/", api.base_url + "/callback/"
                 urls = _all_urls(data, meta["players"], base, cb)
                 out["requests_needed"] = len(urls)
+                runs: Dict[str, List[Dict[str, Any]]] = {c: [] for c in contenders}
+                for rep in range(repeat):  # round-robin, so every contender sees the same noise
+                    for c in contenders:
+                        job = {"contender": c, "players": meta["players"], "base_url": base, "callback_url": cb,
+                               "ca_file": api.ca_file, "urls": urls if c == "fetch_only" else None}
+                        log(f"scenario {sc}: {c} (run {rep + 1}/{repeat}) ...")
+                        res = _run_contender(job, timeout)
+                        log(f"scenario {sc}: {c}: {res}")
+                        runs[c].append(res)
                 for c in contenders:
-                    job = {"contender": c, "players": meta["players"], "base_url": base, "callback_url": cb,
-                           "ca_file": api.ca_file, "urls": urls if c == "fetch_only" else None}
-                    log(f"scenario {sc}: {c} ...")
-                    res = _run_contender(job, timeout)
-                    log(f"scenario {sc}: {c}: {res}")
-                    out[c] = res
+                    out[c] = _median_of(runs[c])
             _derive(out, len(urls))
             result["scenarios"][str(sc)] = out
     return result
+
+
+def _median_of(runs: List[Dict[str, Any]]) -> Dict[str, Any]:
+    """One contender's figures over several runs: the median of each number (times, RSS),
+    the first run's value for anything else, and every run's wall time under `walls`."""
+    if not runs:
+        return {}
+    out: Dict[str, Any] = dict(runs[0])
+    for k, v in runs[0].items():
+        vals = [r.get(k) for r in runs]
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and all(
+                isinstance(x, (int, float)) for x in vals):
+            out[k] = statistics.median(vals)
+    out["walls"] = [r.get("wall") for r in runs]
+    return out
 
 
 def _derive(out: Dict[str, Any], n_requests: int) -> None:
@@ -342,7 +364,8 @@ def rss_sweep(players: int, months: List[int], tls: bool = False,
 def _table(result: Dict[str, Any]) -> str:
     lines = [
         f"replica: {result['players']} players x {result['months']} months, {result['games']:,} games "
-        f"({result['game_refs']:,} archive entries), {result['json_mb']} MB JSON",
+        f"({result['game_refs']:,} archive entries), {result['json_mb']} MB JSON; "
+        f"median of {result.get('repeat', 1)} runs per contender",
         "",
         "| scenario | contender | run (s) | extract (s) | peak RSS (MB) |",
         "|---|---|---:|---:|---:|",
@@ -388,6 +411,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument("--contenders", default=",".join(CONTENDERS))
     ap.add_argument("--tls", action="store_true")
     ap.add_argument("--timeout", type=float, default=600.0, help="per contender run")
+    ap.add_argument("--repeat", type=int, default=3, help="runs per contender; figures are medians")
     ap.add_argument("--data", help="reuse a generated data directory")
     ap.add_argument("--rss-sweep", help="instead: dltc peak RSS for these month counts, e.g. 3,12")
     ap.add_argument("--duckdb-memory-limit", help="with --rss-sweep: DuckDB memory_limit, e.g. 256MB")
@@ -405,7 +429,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(json.dumps(res, indent=2) if args.json else "\n".join(map(str, res)))
         return 0
     res = run(args.players, args.months, [int(x) for x in args.scenarios.split(",")],
-              [c for c in args.contenders.split(",") if c], args.tls, args.timeout, args.data, log)
+              [c for c in args.contenders.split(",") if c], args.tls, args.timeout, args.data, log,
+              args.repeat)
     print(json.dumps(res, indent=2) if args.json else _table(res))
     return 0
 
