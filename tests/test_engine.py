@@ -297,8 +297,10 @@ def test_retry_after_zero_does_not_busy_loop(data):
             got = drain(c, timeout=60)
             st = c.stats()
     assert all(r.error is None for r in got), [r.error for r in got if r.error][:3]
-    # the first burst overshoots (30 of 32), then the window settles: no 429 storm
-    assert st["status_429"] < 60
+    # the first burst overshoots (30 of 32), then the window settles: no 429 storm. A
+    # busy loop on Retry-After: 0 answers thousands of 429s; a loaded machine (slower
+    # transfers, so the 2 slots stay busy longer) a few dozen more than an idle one.
+    assert st["status_429"] < 150
     assert st["window"] <= 3
 
 
