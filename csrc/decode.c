@@ -1198,8 +1198,11 @@ static int32_t child_table_for(struct parser *ps, int32_t node) {
       return (int32_t)i;
     }
   }
-  /* a new table: contract "tables" (dlt's is_new_table) */
-  int rc = contract(ps, ps->d->mode_tables, node, "new_table");
+  /* a new table: contract "tables" (dlt's is_new_table). dlt applies it to the new table's
+   * own rows, so under discard_row the parent row stays: both discard modes drop the list. */
+  int mode =
+      ps->d->mode_tables == DLTC_MODE_DISCARD_ROW ? DLTC_MODE_DISCARD_VALUE : ps->d->mode_tables;
+  int rc = contract(ps, mode, node, "new_table");
   if (rc == STORE_SKIP) {
     ps->d->st.rejects_new_table++;
     return -2;
