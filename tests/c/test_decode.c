@@ -1123,8 +1123,8 @@ static void test_contract_columns(void) {
     switch (mode) {
     case DLTC_MODE_EVOLVE: CHECK(rc == 0 && have_l && root == 3); break;
     case DLTC_MODE_FREEZE: CHECK(rc == DLTC_ESCHEMA && !have_l && root == 0); break;
-    case DLTC_MODE_DISCARD_ROW:
-      CHECK(rc == 0 && !have_l && root == 1 && st.rejects_new_table == 2 && st.rows_discarded == 2);
+    case DLTC_MODE_DISCARD_ROW: /* dlt drops the new table's rows; the parent row stays */
+      CHECK(rc == 0 && !have_l && root == 3 && st.rejects_new_table == 2 && st.rows_discarded == 0);
       break;
     case DLTC_MODE_DISCARD_VALUE:
       CHECK(rc == 0 && !have_l && root == 3 && st.rejects_new_table == 2);
