@@ -572,9 +572,7 @@ def test_new_child_table_is_a_new_table_not_a_new_column(mode):
 
 @pytest.mark.parametrize("mode", [
     "evolve", "freeze",
-    pytest.param("discard_row", marks=pytest.mark.xfail(
-        strict=True, reason="C decoder drops the whole record, dlt only the new table's rows "
-                            "(NOTES-decode.md 14, unfixed at 13:45)")),
+    "discard_row",
     "discard_value"])
 def test_contract_tables(mode):
     """dlt (checked with a pipeline into DuckDB): under tables=discard_row/discard_value a
