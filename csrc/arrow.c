@@ -268,37 +268,29 @@ int dltc_col_append_nulls(struct dltc_col *col, int64_t n, struct dltc_error *er
   return 0;
 }
 
-int dltc_col_append_i64(struct dltc_col *col, int64_t v, struct dltc_error *err) {
+/* One fixed-width value (width is a constant at each call, so memcpy inlines). */
+static inline int append_fixed(struct dltc_col *col, const void *v, size_t width,
+                               struct dltc_error *err) {
   int rc = col_grow(col, err);
   if (rc)
     return rc;
-  memcpy(col->values.data + col->values.len, &v, 8);
-  col->values.len += 8;
+  memcpy(col->values.data + col->values.len, v, width);
+  col->values.len += width;
   set_valid(col);
   col->length++;
   return 0;
+}
+
+int dltc_col_append_i64(struct dltc_col *col, int64_t v, struct dltc_error *err) {
+  return append_fixed(col, &v, sizeof v, err);
 }
 
 int dltc_col_append_i32(struct dltc_col *col, int32_t v, struct dltc_error *err) {
-  int rc = col_grow(col, err);
-  if (rc)
-    return rc;
-  memcpy(col->values.data + col->values.len, &v, 4);
-  col->values.len += 4;
-  set_valid(col);
-  col->length++;
-  return 0;
+  return append_fixed(col, &v, sizeof v, err);
 }
 
 int dltc_col_append_f64(struct dltc_col *col, double v, struct dltc_error *err) {
-  int rc = col_grow(col, err);
-  if (rc)
-    return rc;
-  memcpy(col->values.data + col->values.len, &v, 8);
-  col->values.len += 8;
-  set_valid(col);
-  col->length++;
-  return 0;
+  return append_fixed(col, &v, sizeof v, err);
 }
 
 int dltc_col_append_bool(struct dltc_col *col, int v, struct dltc_error *err) {

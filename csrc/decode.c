@@ -1036,6 +1036,29 @@ static inline int push_idx(struct parser *ps, int64_t i) {
   return 0;
 }
 
+/* After an array element whose index frame is on the path: consume ',' (*more = 1) or the
+ * closing ']' (*more = 0, depth restored); pops the element's frame either way. */
+static inline int array_next(struct parser *ps, int *more) {
+  skip_ws(ps);
+  if (UNLIKELY(ps->p >= ps->end))
+    return fail(ps, DLTC_EPARSE, "unexpected end of input in array");
+  if (*ps->p == ',') {
+    ps->npath--;
+    ps->p++;
+    skip_ws(ps);
+    *more = 1;
+    return 0;
+  }
+  if (*ps->p == ']') {
+    ps->npath--;
+    ps->p++;
+    ps->depth--;
+    *more = 0;
+    return 0;
+  }
+  return fail(ps, DLTC_EPARSE, "expected ',' or ']'");
+}
+
 /* At '{': flatten the object's keys under object level obj. */
 static int parse_object(struct parser *ps, int32_t obj) {
   struct dltc_schema *s = ps->s;
@@ -1285,22 +1308,11 @@ static int parse_list(struct parser *ps, int32_t node) {
       return rc;
     if ((rc = parse_record(ps, ct, pid, pidn, idx)))
       return rc;
-    skip_ws(ps);
-    if (UNLIKELY(ps->p >= ps->end))
-      return fail(ps, DLTC_EPARSE, "unexpected end of input in array");
-    if (*ps->p == ',') {
-      ps->npath--;
-      ps->p++;
-      skip_ws(ps);
-      continue;
-    }
-    if (*ps->p == ']') {
-      ps->npath--;
-      ps->p++;
-      ps->depth--;
+    int more = 0;
+    if ((rc = array_next(ps, &more)))
+      return rc;
+    if (!more)
       return 0;
-    }
-    return fail(ps, DLTC_EPARSE, "expected ',' or ']'");
   }
 }
 
@@ -1669,22 +1681,11 @@ static int parse_records_array(struct parser *ps) {
       return rc;
     if ((rc = root_record(ps)))
       return rc;
-    skip_ws(ps);
-    if (UNLIKELY(ps->p >= ps->end))
-      return fail(ps, DLTC_EPARSE, "unexpected end of input in array");
-    if (*ps->p == ',') {
-      ps->npath--;
-      ps->p++;
-      skip_ws(ps);
-      continue;
-    }
-    if (*ps->p == ']') {
-      ps->npath--;
-      ps->p++;
-      ps->depth--;
+    int more = 0;
+    if ((rc = array_next(ps, &more)))
+      return rc;
+    if (!more)
       return 0;
-    }
-    return fail(ps, DLTC_EPARSE, "expected ',' or ']'");
   }
 }
 
