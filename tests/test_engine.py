@@ -521,8 +521,11 @@ def test_empty_on_and_non_retryable_404(data):
 def test_ctrl_c_stops_iteration_promptly(data):
     d, meta = data
     script = textwrap.dedent("""
-        import sys, time
+        import signal, sys, time
         from dltc import Client
+        # a shell starts background jobs with SIGINT ignored, and Python then installs no
+        # KeyboardInterrupt handler: put it back, so the test does not depend on how it runs
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         base, paths = sys.argv[1], sys.argv[2:]
         c = Client()
         for i in range(64):
