@@ -80,6 +80,9 @@ test-asan: build-asan
 	$(ASAN_ENV) $(VPY) -m pytest -q -p no:cacheprovider
 
 test: lint test-c test-py test-asan fuzz
+# CI time: make test fuzzes the decoder 30 s (the corpus in build/ grows run over run);
+# `make fuzz-decode` alone keeps 60 s (FUZZ_DECODE_SECONDS=600 for a long manual run).
+test: FUZZ_DECODE_SECONDS = 30
 
 # `make test-repeat N=10`: the tests marked `timing` (they depend on wall-clock time,
 # scheduling or a race; see pyproject.toml), N runs in a row on the release build, all

@@ -18,6 +18,12 @@ from pathlib import Path
 
 import pytest
 
+# No dltc C code runs in this file (the replica is Python and nginx): under the ASan+UBSan
+# build (DLTC_EXPECT_ASAN) it would only repeat the release run, several times slower.
+NO_C_CODE = pytest.mark.skipif(bool(os.environ.get("DLTC_EXPECT_ASAN")),
+                               reason="no dltc C code runs here; the release run covers it")
+pytestmark = NO_C_CODE
+
 # the package re-exports the function `generate`, which shadows the module attribute
 gen = importlib.import_module("dltc.replica.generate")
 
