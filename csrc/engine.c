@@ -1002,10 +1002,11 @@ static void start_one(struct dltc_engine *e, struct req *q, double now) {
     hl = q->cross_host ? e->base_hdrs_public : e->base_hdrs;
   curl_easy_setopt(h, CURLOPT_HTTPHEADER, hl);
   if (s->dirty) {
-    curl_easy_setopt(h, CURLOPT_HTTPGET, 1L); /* also clears NOBODY */
-    curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, NULL);
+    /* POSTFIELDS sets the method to POST: reset it first, HTTPGET last */
     curl_easy_setopt(h, CURLOPT_POSTFIELDS, NULL);
     curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)-1);
+    curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, NULL);
+    curl_easy_setopt(h, CURLOPT_HTTPGET, 1L); /* also clears NOBODY */
     s->dirty = 0;
   }
   if (q->method || (q->has_body && !q->body_dropped)) {
@@ -1067,14 +1068,17 @@ static double start_ready(struct dltc_engine *e, double now, size_t n_done) {
       if (!h->ready_head || h->inflight >= dltc_window_limit(&h->win))
         continue;
       struct req *hq = h->ready_head;
-      if (hq->auth && hq->auth->type == DLTC_AUTH_OAUTH2_CC && !hq->internal && !hq->cross_host &&
-          auth_must_wait(e, hq->auth, now)) {
+      if (hq->auth && hq->auth->type == DLTC_AUTH_OAUTH2_CC && !hq->internal && !hq->cross_host) {
+        /* off the queue first: a token fetch may be queued at its front */
         h->ready_head = hq->next;
         if (!h->ready_head)
           h->ready_tail = NULL;
-        auth_park(e, hq, now);
-        progress = 1;
-        continue;
+        if (auth_must_wait(e, hq->auth, now)) {
+          auth_park(e, hq, now);
+          progress = 1;
+          continue;
+        }
+        ready_push(h, hq, 1);
       }
       if (now < h->paused_until) {
         wait = fmin(wait, h->paused_until - now);

@@ -263,7 +263,7 @@ static PyObject *response_from(struct client_object *c, struct dltc_response *r)
   r->headers = NULL;
   o->url = str_or_none(r->url);
   o->final_url = !r->final_url || strcmp(r->final_url, r->url) == 0 ? Py_XNewRef(o->url)
-                                                                      : str_or_none(r->final_url);
+                                                                    : str_or_none(r->final_url);
   o->method = PyUnicode_FromString(r->method ? r->method : "GET");
   o->status = PyLong_FromLong(r->status);
   if (r->error || !r->body)
@@ -563,9 +563,9 @@ static int spec_text(PyObject *spec, const char *key, char **out) {
 /* Register a spec dict (see CONTRACTS.md 3.x) and store its handle. The spec's
  * secrets go into C copies only; error messages name keys, never values. */
 static int auth_register(struct client_object *c, PyObject *spec, int *handle) {
-  static const char *keys[] = {"token",         "name",      "api_key",  "username",
-                               "password",      "access_token_url", "client_id",
-                               "client_secret", NULL};
+  static const char *keys[] = {"token",     "name",          "api_key",
+                               "username",  "password",      "access_token_url",
+                               "client_id", "client_secret", NULL};
   char *v[8] = {0};
   char *form[2 * DLTC_AUTH_MAX_FORM] = {0};
   struct dltc_auth_spec sp = {0};
@@ -595,7 +595,8 @@ static int auth_register(struct client_object *c, PyObject *spec, int *handle) {
     if (!sp.name)
       sp.name = "Authorization"; /* dlt's default */
     PyObject *loc = PyDict_GetItemString(spec, "location");
-    const char *l = loc && loc != Py_None && PyUnicode_Check(loc) ? PyUnicode_AsUTF8(loc) : "header";
+    const char *l =
+        loc && loc != Py_None && PyUnicode_Check(loc) ? PyUnicode_AsUTF8(loc) : "header";
     if (!l)
       goto out;
     if (strcmp(l, "query") == 0 || strcmp(l, "param") == 0) {
@@ -693,9 +694,9 @@ static int auth_handle(struct client_object *c, PyObject *auth, int *handle) {
     return -1;
   PyObject *dumps = PyObject_GetAttrString(json, "dumps"), *args = NULL, *kw = NULL;
   Py_DECREF(json);
-  if (dumps && (args = PyTuple_Pack(1, auth)) && (kw = Py_BuildValue("{s:O,s:O}", "sort_keys",
-                                                                       Py_True, "default",
-                                                                       (PyObject *)&PyUnicode_Type)))
+  if (dumps && (args = PyTuple_Pack(1, auth)) &&
+      (kw = Py_BuildValue("{s:O,s:O}", "sort_keys", Py_True, "default",
+                          (PyObject *)&PyUnicode_Type)))
     key = PyObject_Call(dumps, args, kw);
   Py_XDECREF(dumps);
   Py_XDECREF(args);
@@ -761,8 +762,7 @@ static PyObject *client_new(PyTypeObject *type, PyObject *args, PyObject *kwds) 
                                    &cfg.timeout, &cfg.low_speed_time, &max_body, &cfg.max_ratio,
                                    &cfg.max_redirects, &cfg.same_host_redirects, &allowed, &ca,
                                    &cfg.verify, &headers, &cfg.http2, &cfg.queue_size, &ua,
-                                   &cfg.backoff_base, &cfg.backoff_cap, &loop, &decompress,
-                                   &auth))
+                                   &cfg.backoff_base, &cfg.backoff_cap, &loop, &decompress, &auth))
     return NULL;
   cfg.max_body = max_body;
   if (rps != Py_None && ((cfg.rps = PyFloat_AsDouble(rps)) == -1.0 && PyErr_Occurred()))
@@ -883,8 +883,8 @@ static void client_dealloc(PyObject *self) {
  * Content-Type: application/x-www-form-urlencoded or str/bytes sent raw (as
  * requests does); a Content-Type in headers wins. */
 static PyObject *client_submit(PyObject *self, PyObject *args, PyObject *kwds) {
-  static char *kwlist[] = {"url",  "method", "params", "headers", "body",     "json", "data",
-                           "auth", "tag",    "etag",   "empty_on", NULL};
+  static char *kwlist[] = {"url",  "method", "params", "headers", "body",     "json",
+                           "data", "auth",   "tag",    "etag",    "empty_on", NULL};
   struct client_object *c = (struct client_object *)self;
   const char *url, *etag = NULL, *method = NULL;
   PyObject *tag = Py_None, *empty = NULL, *params = Py_None, *headers = Py_None, *body = Py_None,
