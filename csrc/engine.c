@@ -50,7 +50,7 @@ enum abort_reason { ABORT_NONE, ABORT_BODY, ABORT_RATIO, ABORT_NOMEM };
  * stats under smu once per loop iteration. */
 struct counts {
   uint64_t requests, responses, errors, wire_bytes, decoded_bytes, not_modified, status_429,
-      status_503, refused, redirects, http2, connects;
+      status_503, refused, redirects, http2, connects, token_fetches;
   uint64_t retries[DLTC_RC_COUNT];
   int inflight;
 };
@@ -69,7 +69,34 @@ struct host {
 struct slot {
   CURL *easy;
   char errbuf[CURL_ERROR_SIZE];
+  int dirty; /* method/body options set: reset before a plain GET */
   struct slot *next;
+};
+
+#define AUTH_SECRETS 6
+
+/* A registered auth spec. Immutable after dltc_engine_add_auth but for the
+ * OAuth2 state, which only the engine thread touches. */
+struct auth {
+  int type;
+  char *line;      /* header line of static auth ("Authorization: Bearer ..."), or NULL */
+  size_t name_len; /* length of the header name in line */
+  char *query;     /* api_key in the query: "name=key", form-encoded */
+  struct curl_slist *hdrs, *hdrs_public; /* client headers + line; without secrets */
+  char *secrets[AUTH_SECRETS];
+  size_t n_secrets;
+  /* OAuth2 client credentials */
+  char *token_url, *token_host, *token_key, *token_safe;
+  char *form; /* token request body */
+  size_t form_len;
+  char *basic_line; /* client_auth basic: Authorization line of the token request */
+  double default_exp;
+  char *token, *prev_token; /* current and previous access token */
+  char *token_line;         /* "Authorization: Bearer <token>" */
+  double expiry, refresh_at;
+  uint64_t gen; /* bumped at each new token */
+  int fetching;
+  struct req *wait_head, *wait_tail; /* requests waiting for a token */
 };
 
 struct req {
@@ -88,7 +115,19 @@ struct req {
   char *refused_msg;
   struct host *host;
   struct slot *slot;
-  struct curl_slist *hdrs; /* per-request list (If-None-Match) or NULL */
+  struct curl_slist *hdrs;      /* per-request list or NULL (then a shared one is used) */
+  struct curl_slist *user;      /* the request's own header lines, or NULL */
+  struct curl_slist *auth_node; /* OAuth2: the node of hdrs holding Authorization */
+  char *method;                 /* upper-cased, NULL = GET */
+  char *body;                   /* request body (has_body) */
+  size_t body_len;
+  int has_body, body_dropped; /* dropped: a 301/302/303 turned the request into a GET */
+  struct auth *auth;
+  char *send_url;     /* url with the API key added by auth, or NULL */
+  uint64_t token_gen; /* OAuth2: generation of the token last sent */
+  int auth_retried;   /* OAuth2: already retried after a 401 */
+  int internal;       /* an OAuth2 token request of the engine itself */
+  size_t hcap;        /* capacity of r.headers */
   int redirects, redirect_pending, cross_host;
   double t_first, due;
   uint64_t started_epoch;
@@ -108,6 +147,14 @@ struct dltc_engine {
   struct curl_slist *base_hdrs, *base_hdrs_public; /* public: without secrets */
   char *secrets[MAX_SECRETS];
   size_t n_secrets;
+  struct auth *auths[DLTC_MAX_AUTH + 1]; /* by handle; [0] unused */
+  int n_auth;
+
+  /* set_limits: requested under mu, applied by the loop, acknowledged on lcv */
+  pthread_cond_t lcv;
+  uint64_t lim_req, lim_done;
+  int lim_conc, lim_set_rps;
+  double lim_rps;
 
   pthread_mutex_t mu;
   pthread_cond_t cv;
@@ -209,6 +256,11 @@ static void req_free(struct req *q) {
   free(q->password);
   free(q->basic_b64);
   curl_slist_free_all(q->hdrs);
+  curl_slist_free_all(q->user);
+  free(q->method);
+  free(q->body);
+  free(q->send_url);
+  free(q->r.headers);
   free(q);
 }
 
@@ -374,27 +426,12 @@ static void redact(const struct dltc_engine *e, const struct req *q, char *msg, 
     redact_one(msg, size, e->secrets[i]);
   redact_one(msg, size, q->basic_b64);
   redact_one(msg, size, q->password);
-}
-
-static char *base64(const char *in) {
-  static const char tbl[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  size_t n = strlen(in), o = 0;
-  char *out = malloc((n + 2) / 3 * 4 + 1);
-  if (!out)
-    return NULL;
-  for (size_t i = 0; i < n; i += 3) {
-    uint32_t v = (uint32_t)(unsigned char)in[i] << 16;
-    if (i + 1 < n)
-      v |= (uint32_t)(unsigned char)in[i + 1] << 8;
-    if (i + 2 < n)
-      v |= (uint32_t)(unsigned char)in[i + 2];
-    out[o++] = tbl[(v >> 18) & 63];
-    out[o++] = tbl[(v >> 12) & 63];
-    out[o++] = i + 1 < n ? tbl[(v >> 6) & 63] : '=';
-    out[o++] = i + 2 < n ? tbl[v & 63] : '=';
+  if (q->auth) {
+    for (size_t i = 0; i < q->auth->n_secrets; i++)
+      redact_one(msg, size, q->auth->secrets[i]);
+    redact_one(msg, size, q->auth->token);
+    redact_one(msg, size, q->auth->prev_token);
   }
-  out[o] = '\0';
-  return out;
 }
 
 /* For a URL with userinfo, remember what must never be shown (see redact). */
@@ -415,7 +452,7 @@ static int note_userinfo(struct req *q, const char *url) {
     goto out;
   }
   snprintf(pair, n, "%s:%s", user, pw);
-  if (!(q->basic_b64 = base64(pair)))
+  if (!(q->basic_b64 = dltc_base64(pair, strlen(pair))))
     rc = DLTC_ENOMEM;
 out:
   free(pair);
@@ -459,8 +496,16 @@ static void body_snippet(const struct req *q, char *buf, size_t size) {
   }
 }
 
+static void auth_fetched(struct dltc_engine *e, struct req *tq, double now);
+
 /* Queue a finished request for the consumers; flush() hands the batch over. */
 static void push_done(struct dltc_engine *e, struct req *q) {
+  if (q->internal) { /* an OAuth2 token request: for the engine, not the consumer */
+    auth_fetched(e, q, mono());
+    return;
+  }
+  q->r.final_url = q->cur_url;
+  q->r.method = q->method ? q->method : "GET";
   q->next = NULL;
   e->cnt.responses++;
   if (q->r.code)
@@ -507,6 +552,7 @@ static void flush(struct dltc_engine *e) {
   s->redirects = c->redirects;
   s->http2 = c->http2;
   s->connects = c->connects;
+  s->token_fetches = c->token_fetches;
   memcpy(s->retries, c->retries, sizeof s->retries);
   s->inflight = c->inflight;
   lat_merge(e);
@@ -548,6 +594,126 @@ static void finish_ok(struct dltc_engine *e, struct req *q, double now) {
   q->r.code = 0;
   q->r.elapsed = q->t_first > 0 ? now - q->t_first : 0;
   push_done(e, q);
+}
+
+static int is_secret_header(const char *line) {
+  static const char *const names[] = {"authorization:", "proxy-authorization:", "cookie:"};
+  for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+    if (strncasecmp(line, names[i], strlen(names[i])) == 0)
+      return (int)strlen(names[i]);
+  return 0;
+}
+
+/* Length of the name of header line "Name: value" (trailing blanks cut). */
+static size_t line_name_len(const char *line) {
+  const char *c = strchr(line, ':');
+  size_t n = c ? (size_t)(c - line) : strlen(line);
+  while (n && (line[n - 1] == ' ' || line[n - 1] == '\t'))
+    n--;
+  return n;
+}
+
+static int line_is(const char *line, const char *name, size_t n) {
+  return line_name_len(line) == n && strncasecmp(line, name, n) == 0;
+}
+
+static int list_has(const struct curl_slist *l, const char *name, size_t n) {
+  for (; l; l = l->next)
+    if (line_is(l->data, name, n))
+      return 1;
+  return 0;
+}
+
+/* The method sends a body (or an empty one) through POSTFIELDS. */
+static int sends_body(const struct req *q) {
+  if (q->has_body && !q->body_dropped)
+    return 1;
+  return q->method && strcmp(q->method, "GET") != 0 && strcmp(q->method, "HEAD") != 0;
+}
+
+static int needs_own_hdrs(const struct req *q) {
+  return q->user || q->etag_in || sends_body(q) ||
+         (q->auth && q->auth->type == DLTC_AUTH_OAUTH2_CC && !q->internal);
+}
+
+static int is_body_header(const char *line) {
+  return line_is(line, "content-type", 12) || line_is(line, "content-length", 14) ||
+         line_is(line, "transfer-encoding", 17);
+}
+
+/* Build q->hdrs: client headers not replaced by the request's own, the request's
+ * own, the auth header, If-None-Match, and for a body "Expect:" (no 100-continue
+ * round trip) and "Content-Type:" when none was given (libcurl would add a form
+ * type). After a cross-host redirect, secret headers and auth are left out.
+ * Called by submit (any thread; reads only immutable engine data) and by the
+ * engine thread on redirects. Returns 0 or DLTC_ENOMEM. */
+static int build_hdrs(struct dltc_engine *e, struct req *q) {
+  struct curl_slist *l = NULL, *t;
+  struct auth *a = q->internal ? NULL : q->auth;
+  int pub = q->cross_host;
+  const char *aline = NULL;
+  size_t an = 0;
+  if (a && a->type == DLTC_AUTH_OAUTH2_CC)
+    aline = "Authorization: Bearer", an = 13; /* the token is filled in at start */
+  else if (a && a->line)
+    aline = a->line, an = a->name_len;
+  curl_slist_free_all(q->hdrs);
+  q->hdrs = NULL;
+  q->auth_node = NULL;
+  if (!q->internal)
+    for (struct curl_slist *it = e->base_hdrs; it; it = it->next) {
+      const char *d = it->data;
+      size_t n = line_name_len(d);
+      if ((pub && is_secret_header(d)) || list_has(q->user, d, n) ||
+          (aline && line_is(d, aline, an)) || (q->body_dropped && is_body_header(d)))
+        continue;
+      if (!(t = curl_slist_append(l, d)))
+        goto nomem;
+      l = t;
+    }
+  for (struct curl_slist *it = q->user; it; it = it->next) {
+    const char *d = it->data;
+    if ((pub && is_secret_header(d)) || (aline && line_is(d, aline, an)) ||
+        (q->body_dropped && is_body_header(d)))
+      continue;
+    if (!(t = curl_slist_append(l, d)))
+      goto nomem;
+    l = t;
+  }
+  if (aline && !pub) {
+    if (!(t = curl_slist_append(l, aline)))
+      goto nomem;
+    l = t;
+    if (a->type == DLTC_AUTH_OAUTH2_CC) {
+      while (t->next)
+        t = t->next;
+      q->auth_node = t;
+      q->token_gen = 0; /* never a token's generation: start_one puts the token in */
+    }
+  }
+  if (q->etag_in) {
+    char line[1100];
+    snprintf(line, sizeof line, "If-None-Match: %s", q->etag_in);
+    if (!(t = curl_slist_append(l, line)))
+      goto nomem;
+    l = t;
+  }
+  if (sends_body(q)) {
+    if (!(t = curl_slist_append(l, "Expect:")))
+      goto nomem;
+    l = t;
+    if (!list_has(l, "content-type", 12)) {
+      if (!(t = curl_slist_append(l, "Content-Type:")))
+        goto nomem;
+      l = t;
+    }
+  }
+  q->hdrs = l;
+  return 0;
+nomem:
+  curl_slist_free_all(l);
+  q->auth_node = NULL;
+  return DLTC_ENOMEM;
 }
 
 /* ---- hosts, queues ---------------------------------------------------------------- */
@@ -659,6 +825,85 @@ static size_t on_write(char *p, size_t size, size_t nmemb, void *ud) {
   return n;
 }
 
+#define MAX_HEADER_BYTES (256 * 1024) /* response headers kept per request */
+
+/* Append n bytes to q's header buffer (growing it). Returns 0 or -1. */
+static int hdr_put(struct req *q, const char *p, size_t n) {
+  if (q->r.headers_len + n + 1 > q->hcap) {
+    size_t cap = q->hcap ? q->hcap * 2 : 512;
+    while (cap < q->r.headers_len + n + 1)
+      cap *= 2;
+    char *nb = realloc(q->r.headers, cap);
+    if (!nb)
+      return -1;
+    q->r.headers = nb;
+    q->hcap = cap;
+  }
+  memcpy(q->r.headers + q->r.headers_len, p, n);
+  q->r.headers_len += n;
+  return 0;
+}
+
+/* libcurl hands over each header line of each response (1xx, redirects of its
+ * own: none, the final one); a status line starts a new set. Kept as
+ * "name\0value\0" pairs; an obs-fold continuation joins the previous value. */
+static size_t on_header(char *p, size_t size, size_t nitems, void *ud) {
+  struct req *q = ud;
+  size_t len = size * nitems, l = len;
+  while (l && (p[l - 1] == '\r' || p[l - 1] == '\n'))
+    l--;
+  if (l >= 5 && memcmp(p, "HTTP/", 5) == 0) {
+    q->r.headers_len = 0;
+    q->r.n_headers = 0;
+    return len;
+  }
+  if (!l || q->r.headers_len + l + 2 > MAX_HEADER_BYTES)
+    return len;
+  if (p[0] == ' ' || p[0] == '\t') {
+    size_t i = 0;
+    while (i < l && (p[i] == ' ' || p[i] == '\t'))
+      i++;
+    if (!q->r.n_headers || i == l)
+      return len;
+    q->r.headers[q->r.headers_len - 1] = ' ';
+    if (hdr_put(q, p + i, l - i) || hdr_put(q, "", 1))
+      return len; /* out of memory: headers incomplete, the transfer goes on */
+    return len;
+  }
+  const char *colon = memchr(p, ':', l);
+  if (!colon || colon == p)
+    return len;
+  size_t nl = (size_t)(colon - p);
+  while (nl && (p[nl - 1] == ' ' || p[nl - 1] == '\t'))
+    nl--;
+  const char *v = colon + 1, *end = p + l;
+  while (v < end && (*v == ' ' || *v == '\t'))
+    v++;
+  while (end > v && (end[-1] == ' ' || end[-1] == '\t'))
+    end--;
+  size_t mark = q->r.headers_len;
+  if (hdr_put(q, p, nl) || hdr_put(q, "", 1) || hdr_put(q, v, (size_t)(end - v)) ||
+      hdr_put(q, "", 1)) {
+    q->r.headers_len = mark;
+    return len;
+  }
+  q->r.n_headers++;
+  return len;
+}
+
+/* First value of header name (case-insensitive) in q's last response, or NULL. */
+static const char *hdr_find(const struct req *q, const char *name) {
+  const char *p = q->r.headers;
+  for (size_t i = 0; i < q->r.n_headers; i++) {
+    size_t nl = strlen(p);
+    const char *v = p + nl + 1;
+    if (strcasecmp(p, name) == 0)
+      return v;
+    p = v + strlen(v) + 1;
+  }
+  return NULL;
+}
+
 static struct slot *slot_get(struct dltc_engine *e) {
   struct slot *s = e->pool;
   if (s) {
@@ -679,6 +924,7 @@ static struct slot *slot_get(struct dltc_engine *e) {
   curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
   curl_easy_setopt(h, CURLOPT_ERRORBUFFER, s->errbuf);
   curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_write);
+  curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
   if (c->decompress_caller) {
     /* decoding is the consumer's job (inflate.c), off this thread: the body stays raw */
     curl_easy_setopt(h, CURLOPT_ACCEPT_ENCODING, "gzip, br");
@@ -737,13 +983,51 @@ static void start_one(struct dltc_engine *e, struct req *q, double now) {
   CURL *h = s->easy;
   q->slot = s;
   s->errbuf[0] = '\0';
-  curl_easy_setopt(h, CURLOPT_URL, q->cur_url);
+  curl_easy_setopt(h, CURLOPT_URL, q->send_url && q->cur_url == q->url ? q->send_url : q->cur_url);
   curl_easy_setopt(h, CURLOPT_PRIVATE, q);
   curl_easy_setopt(h, CURLOPT_WRITEDATA, q);
-  curl_easy_setopt(h, CURLOPT_HTTPHEADER,
-                   q->hdrs ? q->hdrs : (q->cross_host ? e->base_hdrs_public : e->base_hdrs));
+  curl_easy_setopt(h, CURLOPT_HEADERDATA, q);
+  if (q->auth_node && q->auth->token_line && q->token_gen != q->auth->gen) {
+    char *line = strdup(q->auth->token_line); /* OAuth2: the current token */
+    if (line) {
+      free(q->auth_node->data);
+      q->auth_node->data = line;
+      q->token_gen = q->auth->gen;
+    }
+  }
+  struct curl_slist *hl = q->hdrs;
+  if (!hl && q->auth && q->auth->hdrs)
+    hl = q->cross_host ? q->auth->hdrs_public : q->auth->hdrs;
+  if (!hl)
+    hl = q->cross_host ? e->base_hdrs_public : e->base_hdrs;
+  curl_easy_setopt(h, CURLOPT_HTTPHEADER, hl);
+  if (s->dirty) {
+    /* POSTFIELDS sets the method to POST: reset it first, HTTPGET last */
+    curl_easy_setopt(h, CURLOPT_POSTFIELDS, NULL);
+    curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)-1);
+    curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, NULL);
+    curl_easy_setopt(h, CURLOPT_HTTPGET, 1L); /* also clears NOBODY */
+    s->dirty = 0;
+  }
+  if (q->method || (q->has_body && !q->body_dropped)) {
+    const char *m = q->method ? q->method : "GET";
+    int with_body = q->has_body && !q->body_dropped;
+    s->dirty = 1;
+    if (strcmp(m, "HEAD") == 0 && !with_body) {
+      curl_easy_setopt(h, CURLOPT_NOBODY, 1L);
+    } else if (strcmp(m, "GET") != 0 || with_body) {
+      /* the body (or an empty one: Content-Length: 0, as requests sends) stays in q,
+       * so every retry and 307/308 hop sends it again */
+      curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)(with_body ? q->body_len : 0));
+      curl_easy_setopt(h, CURLOPT_POSTFIELDS, with_body && q->body ? q->body : "");
+      if (strcmp(m, "POST") != 0)
+        curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, m);
+    }
+  }
   q->abort = ABORT_NONE;
   q->r.body_len = 0;
+  q->r.headers_len = 0;
+  q->r.n_headers = 0;
   q->r.encoding = DLTC_ENC_IDENTITY;
   if (q->redirect_pending)
     q->redirect_pending = 0;
@@ -768,6 +1052,9 @@ static void start_one(struct dltc_engine *e, struct req *q, double now) {
   }
 }
 
+static int auth_must_wait(struct dltc_engine *e, struct auth *a, double now);
+static void auth_park(struct dltc_engine *e, struct req *q, double now);
+
 /* Start whatever the windows, buckets, pauses and the done queue allow.
  * Returns seconds until a blocked start could become possible by time alone. */
 static double start_ready(struct dltc_engine *e, double now, size_t n_done) {
@@ -780,6 +1067,19 @@ static double start_ready(struct dltc_engine *e, double now, size_t n_done) {
     for (struct host *h = e->hosts; h && e->inflight < e->cfg.max_concurrency; h = h->next) {
       if (!h->ready_head || h->inflight >= dltc_window_limit(&h->win))
         continue;
+      struct req *hq = h->ready_head;
+      if (hq->auth && hq->auth->type == DLTC_AUTH_OAUTH2_CC && !hq->internal && !hq->cross_host) {
+        /* off the queue first: a token fetch may be queued at its front */
+        h->ready_head = hq->next;
+        if (!h->ready_head)
+          h->ready_tail = NULL;
+        if (auth_must_wait(e, hq->auth, now)) {
+          auth_park(e, hq, now);
+          progress = 1;
+          continue;
+        }
+        ready_push(h, hq, 1);
+      }
       if (now < h->paused_until) {
         wait = fmin(wait, h->paused_until - now);
         continue;
@@ -811,6 +1111,155 @@ static void enqueue(struct dltc_engine *e, struct req *q, int front, double now)
     }
   }
   ready_push(q->host, q, front);
+}
+
+/* ---- OAuth2 client credentials ---------------------------------------------------- */
+
+/* Queue the engine's own token request for a (engine thread). */
+static void auth_fetch_start(struct dltc_engine *e, struct auth *a, double now) {
+  struct req *t = calloc(1, sizeof *t);
+  struct curl_slist *l;
+  if (!t)
+    return; /* retried when the next request needs the token */
+  t->e = e;
+  t->internal = 1;
+  t->auth = a;
+  t->url = strdup(a->token_url);
+  t->cur_url = t->url;
+  t->r.url = t->url;
+  t->orig_host = strdup(a->token_host);
+  t->host_key = strdup(a->token_key);
+  t->safe_url = strdup(a->token_safe);
+  t->method = strdup("POST");
+  t->has_body = 1;
+  t->body_len = a->form_len;
+  t->body = malloc(a->form_len + 1);
+  if (!t->url || !t->orig_host || !t->host_key || !t->safe_url || !t->method || !t->body)
+    goto fail;
+  memcpy(t->body, a->form, a->form_len + 1);
+  if (!(l = curl_slist_append(NULL, "Content-Type: application/x-www-form-urlencoded")))
+    goto fail;
+  t->user = l;
+  if (a->basic_line && !curl_slist_append(t->user, a->basic_line))
+    goto fail;
+  if (build_hdrs(e, t) != 0)
+    goto fail;
+  a->fetching = 1;
+  enqueue(e, t, 1, now);
+  return;
+fail:
+  req_free(t);
+}
+
+/* Must a request with OAuth2 auth a wait for a token? Starts a fetch when none
+ * runs and the token is missing, expired or due for refresh; a token that is
+ * due but not expired is still used while the new one is fetched. */
+static int auth_must_wait(struct dltc_engine *e, struct auth *a, double now) {
+  int valid = a->token && now < a->expiry;
+  if ((!valid || now >= a->refresh_at) && !a->fetching)
+    auth_fetch_start(e, a, now);
+  return !valid;
+}
+
+static void auth_park(struct dltc_engine *e, struct req *q, double now) {
+  struct auth *a = q->auth;
+  q->next = NULL;
+  if (a->wait_tail)
+    a->wait_tail->next = q;
+  else
+    a->wait_head = q;
+  a->wait_tail = q;
+  if (!a->fetching) /* the fetch could not even be queued (out of memory) */
+    auth_fetch_start(e, a, now);
+  if (!a->fetching) {
+    a->wait_head = a->wait_tail = NULL;
+    finish_error(e, q, DLTC_ENOMEM, "out of memory starting the OAuth2 token request", now);
+  }
+}
+
+/* Refresh this long before expiry: min(60 s, lifetime/10), but at least
+ * min(1 s, lifetime/2), so short-lived tokens are renewed in time too. */
+static double refresh_margin(double lifetime) {
+  double m = lifetime / 10, floor = fmin(1.0, lifetime / 2);
+  return fmin(60.0, fmax(m, floor));
+}
+
+/* The token request tq finished (engine thread): store the token and release
+ * the waiting requests, or fail them with the reason (secrets redacted). */
+static void auth_fetched(struct dltc_engine *e, struct req *tq, double now) {
+  struct auth *a = tq->auth;
+  char msg[1024];
+  int code = 0;
+  char *tok = NULL;
+  double exp = -1;
+  a->fetching = 0;
+  e->cnt.token_fetches++;
+  if (tq->r.code) {
+    code = tq->r.code;
+    snprintf(msg, sizeof msg, "OAuth2 token request failed: %s", tq->r.error);
+  } else {
+    const char *b = tq->r.body ? tq->r.body : "";
+    size_t n = tq->r.body_len;
+    uint8_t *dec = NULL;
+    struct dltc_error perr;
+    if (tq->r.encoding != DLTC_ENC_IDENTITY && n) {
+      size_t dn = 0;
+      if (dltc_inflate((const uint8_t *)b, n, (enum dltc_encoding)tq->r.encoding, (size_t)1 << 20,
+                       1000.0, NULL, 0, &dec, &dn, &perr) == 0) {
+        b = (const char *)dec;
+        n = dn;
+      }
+    }
+    code = dltc_auth_token_parse(b, n, &tok, &exp, &perr);
+    dltc__free(dec);
+    if (code)
+      snprintf(msg, sizeof msg, "OAuth2 token request to %.300s failed: %.600s", tq->safe_url,
+               perr.msg);
+  }
+  if (!code) {
+    size_t ln = strlen(tok) + 32;
+    char *line = malloc(ln);
+    if (!line) {
+      free(tok);
+      code = DLTC_ENOMEM;
+      snprintf(msg, sizeof msg, "out of memory storing the OAuth2 token");
+    } else {
+      snprintf(line, ln, "Authorization: Bearer %s", tok);
+      free(a->prev_token);
+      a->prev_token = a->token;
+      a->token = tok;
+      free(a->token_line);
+      a->token_line = line;
+      a->gen++;
+      if (exp < 0)
+        exp = a->default_exp;
+      a->expiry = now + exp;
+      a->refresh_at = a->expiry - refresh_margin(exp);
+    }
+  }
+  struct req *w = a->wait_head;
+  a->wait_head = a->wait_tail = NULL;
+  if (!code) { /* back to the front of their hosts' queues, in their order */
+    struct req *rev = NULL;
+    while (w) {
+      struct req *nx = w->next;
+      w->next = rev;
+      rev = w;
+      w = nx;
+    }
+    while (rev) {
+      struct req *nx = rev->next;
+      ready_push(rev->host, rev, 1);
+      rev = nx;
+    }
+  } else {
+    while (w) {
+      struct req *nx = w->next;
+      finish_error(e, w, code, msg, now);
+      w = nx;
+    }
+  }
+  req_free(tq);
 }
 
 static void retry_or_fail(struct dltc_engine *e, struct req *q, int cause, double retry_after,
@@ -858,13 +1307,6 @@ static int in_empty_on(const struct req *q, long status) {
   return 0;
 }
 
-static char *header_value(CURL *h, const char *name) {
-  struct curl_header *hd = NULL;
-  if (curl_easy_header(h, name, 0, CURLH_HEADER, -1, &hd) != CURLHE_OK || !hd || !hd->value)
-    return NULL;
-  return hd->value;
-}
-
 /* Follow a redirect of q to loc if policy allows; else finish q. */
 static void redirect(struct dltc_engine *e, struct req *q, const char *loc, long status,
                      double now) {
@@ -899,15 +1341,18 @@ static void redirect(struct dltc_engine *e, struct req *q, const char *loc, long
     free(q->cur_url);
   q->cur_url = copy;
   q->cross_host = strcmp(host, q->orig_host) != 0;
-  if (q->cross_host && q->hdrs) { /* rebuild If-None-Match list without secrets */
-    curl_slist_free_all(q->hdrs);
-    q->hdrs = NULL;
-    struct curl_slist *l = NULL;
-    for (struct curl_slist *it = e->base_hdrs_public; it; it = it->next)
-      l = curl_slist_append(l, it->data);
-    char line[1100];
-    snprintf(line, sizeof line, "If-None-Match: %s", q->etag_in);
-    q->hdrs = curl_slist_append(l, line);
+  /* as requests does: 303 (and 302) turn any method but HEAD into a GET, and 301 a
+   * POST; the body and its headers are dropped then. 307/308 resend both. */
+  const char *m = q->method ? q->method : "GET";
+  if (((status == 303 || status == 302) && strcmp(m, "HEAD") != 0) ||
+      (status == 301 && strcmp(m, "POST") == 0)) {
+    free(q->method);
+    q->method = NULL;
+    q->body_dropped = q->has_body;
+  }
+  if ((q->hdrs || needs_own_hdrs(q)) && build_hdrs(e, q) != 0) {
+    finish_error(e, q, DLTC_ENOMEM, "out of memory", now);
+    goto out;
   }
   if (strcmp(key, q->host_key) != 0) {
     free(q->host_key);
@@ -990,13 +1435,13 @@ static void on_done(struct dltc_engine *e, struct req *q, CURLcode rc, double no
   double ra = -1;
   int bad_encoding = 0;
   if (rc == CURLE_OK) {
-    char *v = header_value(h, "ETag");
+    const char *v = hdr_find(q, "ETag");
     size_t off, len;
     if (v && dltc_etag_parse(v, strlen(v), &off, &len) == 0)
       etag = strndup(v + off, len);
     if (status == 429 || status == 503) {
       double sec;
-      v = header_value(h, "Retry-After");
+      v = hdr_find(q, "Retry-After");
       if (v && dltc_retry_after_parse(v, strlen(v), (int64_t)time(NULL), &sec, NULL) == 0)
         ra = sec;
     }
@@ -1006,14 +1451,14 @@ static void on_done(struct dltc_engine *e, struct req *q, CURLcode rc, double no
         loc = strdup(l);
     }
     if (status >= 200 && status < 300) {
-      v = header_value(h, "Link");
+      v = hdr_find(q, "Link");
       if (v && dltc_link_find(v, strlen(v), "next", &off, &len) == 0)
         q->r.link_next = strndup(v + off, len);
     }
     if (e->cfg.decompress_caller) {
       enum dltc_encoding enc;
       struct dltc_error eerr;
-      if (dltc_encoding_parse(header_value(h, "Content-Encoding"), &enc, &eerr) == 0) {
+      if (dltc_encoding_parse(hdr_find(q, "Content-Encoding"), &enc, &eerr) == 0) {
         q->r.encoding = (int)enc;
       } else if (status >= 200 && status < 300) {
         bad_encoding = 1; /* the body would be unreadable: fail it here, named */
@@ -1071,6 +1516,15 @@ static void on_done(struct dltc_engine *e, struct req *q, CURLcode rc, double no
       q->r.body[0] = '\0';
     window_success(e, q);
     finish_ok(e, q, now);
+  } else if (status == 401 && q->auth && q->auth->type == DLTC_AUTH_OAUTH2_CC && !q->internal &&
+             !q->auth_retried) {
+    /* the token may have been revoked or expired early: fetch a new one (unless a
+     * newer one came meanwhile) and send q once more */
+    q->auth_retried = 1;
+    if (q->token_gen == q->auth->gen)
+      q->auth->expiry = q->auth->refresh_at = 0;
+    q->r.body_len = 0;
+    enqueue(e, q, 1, now);
   } else if (status == 429 || status == 503 || status >= 500 || status == 408) {
     int cause = status == 429 ? DLTC_RC_429 : status == 503 ? DLTC_RC_503 : DLTC_RC_5XX;
     if (status == 429 || status == 503) {
@@ -1196,6 +1650,23 @@ static void wait_and_drive(struct dltc_engine *e, int timeout_ms) {
   }
 }
 
+/* Engine thread (under mu, which only guards the request fields): new limits. */
+static void apply_limits(struct dltc_engine *e, int conc, int set_rps, double rps) {
+  double now = mono();
+  if (conc > 0)
+    e->cfg.max_concurrency = conc;
+  if (set_rps)
+    e->cfg.rps = rps;
+  for (struct host *h = e->hosts; h; h = h->next) {
+    if (conc > 0) {
+      dltc_window_set_max(&h->win, conc);
+      note_window(e, h);
+    }
+    if (set_rps)
+      dltc_bucket_set_rate(&h->bucket, rps, rps >= 1 ? rps : 1, now);
+  }
+}
+
 static void *loop_main(void *arg) {
   struct dltc_engine *e = arg;
   for (;;) {
@@ -1204,6 +1675,13 @@ static void *loop_main(void *arg) {
     struct req *in = e->in_head;
     e->in_head = e->in_tail = NULL;
     size_t n_done = e->n_done;
+    if (e->lim_req != e->lim_done) { /* set_limits: apply, then acknowledge */
+      apply_limits(e, e->lim_conc, e->lim_set_rps, e->lim_rps);
+      e->lim_conc = 0;
+      e->lim_set_rps = 0;
+      e->lim_done = e->lim_req;
+      pthread_cond_broadcast(&e->lcv);
+    }
     pthread_mutex_unlock(&e->mu);
     if (stop) {
       while (in) {
@@ -1269,6 +1747,15 @@ static void *loop_main(void *arg) {
     e->delayed = q->next;
     req_free(q);
   }
+  for (int i = 1; i <= e->n_auth; i++) {
+    struct auth *a = e->auths[i];
+    while (a->wait_head) {
+      struct req *q = a->wait_head;
+      a->wait_head = q->next;
+      req_free(q);
+    }
+    a->wait_tail = NULL;
+  }
   for (struct host *h = e->hosts; h; h = h->next) {
     while (h->ready_head) {
       struct req *q = h->ready_head;
@@ -1286,14 +1773,6 @@ static void *loop_main(void *arg) {
 }
 
 /* ---- public API ------------------------------------------------------------------------ */
-
-static int is_secret_header(const char *line) {
-  static const char *const names[] = {"authorization:", "proxy-authorization:", "cookie:"};
-  for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
-    if (strncasecmp(line, names[i], strlen(names[i])) == 0)
-      return (int)strlen(names[i]);
-  return 0;
-}
 
 int dltc_engine_new(const struct dltc_engine_config *cfg, struct dltc_engine **out,
                     struct dltc_error *err) {
@@ -1325,6 +1804,7 @@ int dltc_engine_new(const struct dltc_engine_config *cfg, struct dltc_engine **o
   e->cfg.user_agent = NULL;
   pthread_mutex_init(&e->mu, NULL);
   pthread_cond_init(&e->cv, NULL);
+  pthread_cond_init(&e->lcv, NULL);
   pthread_mutex_init(&e->smu, NULL);
   e->t0 = mono();
   e->rng = ((uint64_t)(uintptr_t)e) ^ (uint64_t)(e->t0 * 1e9) ^ 0x9E3779B97F4A7C15ull;
@@ -1414,9 +1894,21 @@ out:
 
 int dltc_engine_submit(struct dltc_engine *e, const char *url, const char *etag,
                        const int *empty_on, size_t n_empty, uint64_t *id, struct dltc_error *err) {
+  struct dltc_request rq = {.url = url, .etag = etag, .empty_on = empty_on, .n_empty = n_empty};
+  return dltc_engine_submit_request(e, &rq, id, err);
+}
+
+static int is_tchar(unsigned char c) {
+  return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+         (c && strchr("!#$%&'*+-.^_`|~", c));
+}
+
+int dltc_engine_submit_request(struct dltc_engine *e, const struct dltc_request *rq, uint64_t *id,
+                               struct dltc_error *err) {
+  const char *url = rq->url, *etag = rq->etag;
   if (!url)
     return dltc_error_set(err, DLTC_EINVAL, "url is required");
-  if (n_empty > DLTC_MAX_EMPTY_ON)
+  if (rq->n_empty > DLTC_MAX_EMPTY_ON)
     return dltc_error_set(err, DLTC_EINVAL, "at most %d statuses in empty_on", DLTC_MAX_EMPTY_ON);
   if (etag) {
     size_t off, len;
@@ -1424,18 +1916,75 @@ int dltc_engine_submit(struct dltc_engine *e, const char *url, const char *etag,
       return dltc_error_set(err, DLTC_EINVAL,
                             "etag is not a valid entity-tag (W/\"...\" or \"...\")");
   }
+  int is_get = 1;
+  if (rq->method) {
+    size_t ml = strlen(rq->method);
+    if (!ml || ml > 32)
+      return dltc_error_set(err, DLTC_EINVAL, "method must be 1 to 32 characters");
+    for (size_t i = 0; i < ml; i++)
+      if (!is_tchar((unsigned char)rq->method[i]))
+        return dltc_error_set(err, DLTC_EINVAL, "method %.40s is not an HTTP token", rq->method);
+    is_get = strcasecmp(rq->method, "GET") == 0;
+  }
+  if (rq->n_headers > DLTC_MAX_REQ_HEADERS)
+    return dltc_error_set(err, DLTC_EINVAL, "at most %d headers per request", DLTC_MAX_REQ_HEADERS);
+  for (size_t i = 0; i < rq->n_headers; i++) {
+    const char *line = rq->headers[i];
+    const char *c = line ? strchr(line, ':') : NULL;
+    if (!c || c == line || strpbrk(line, "\r\n"))
+      return dltc_error_set(err, DLTC_EINVAL, "header %zu is not a single 'Name: value' line", i);
+  }
+  struct auth *a = NULL;
+  if (rq->auth != DLTC_AUTH_NONE) {
+    int n = __atomic_load_n(&e->n_auth, __ATOMIC_ACQUIRE);
+    if (rq->auth < 0 || rq->auth > n)
+      return dltc_error_set(err, DLTC_EINVAL, "auth handle %d is not registered", rq->auth);
+    a = e->auths[rq->auth];
+  }
   struct req *q = calloc(1, sizeof *q);
   if (!q)
     return dltc_error_set(err, DLTC_ENOMEM, "out of memory");
   q->e = e;
+  q->auth = a;
   q->url = strdup(url);
   q->cur_url = q->url;
   q->r.url = q->url;
-  q->n_empty = (int)n_empty;
-  for (size_t i = 0; i < n_empty; i++)
-    q->empty_on[i] = empty_on[i];
+  q->n_empty = (int)rq->n_empty;
+  for (size_t i = 0; i < rq->n_empty; i++)
+    q->empty_on[i] = rq->empty_on[i];
   if (!q->url || (etag && !(q->etag_in = strdup(etag))))
     goto nomem;
+  if (rq->method && !is_get) {
+    if (!(q->method = strdup(rq->method)))
+      goto nomem;
+    for (char *p = q->method; *p; p++)
+      if (*p >= 'a' && *p <= 'z')
+        *p = (char)(*p - 'a' + 'A');
+  }
+  if (rq->body) {
+    q->has_body = 1;
+    q->body_len = rq->body_len;
+    if (!(q->body = malloc(rq->body_len + 1)))
+      goto nomem;
+    memcpy(q->body, rq->body, rq->body_len);
+    q->body[rq->body_len] = '\0';
+  }
+  for (size_t i = 0; i < rq->n_headers; i++) {
+    struct curl_slist *l = curl_slist_append(q->user, rq->headers[i]);
+    if (!l)
+      goto nomem;
+    q->user = l;
+  }
+  if (a && a->query) {
+    size_t n = strlen(url) + strlen(a->query) + 2;
+    const char *hash = strchr(url, '#'), *qm = strchr(url, '?');
+    size_t base = hash ? (size_t)(hash - url) : strlen(url);
+    if (!(q->send_url = malloc(n)))
+      goto nomem;
+    char sep = qm && qm < url + base ? (qm + 1 == url + base ? '\0' : '&') : '?';
+    snprintf(q->send_url, n, "%.*s%s%s%s", (int)base, url, sep ? (char[]){sep, 0} : "", a->query,
+             url + base);
+  }
   if (strchr(url, '@') && note_userinfo(q, url) != 0)
     goto nomem;
   char msg[160];
@@ -1456,19 +2005,8 @@ int dltc_engine_submit(struct dltc_engine *e, const char *url, const char *etag,
   }
   if (q->refused && !q->refused_msg)
     goto nomem;
-  if (!q->refused && q->etag_in) {
-    char line[1100];
-    snprintf(line, sizeof line, "If-None-Match: %s", q->etag_in);
-    struct curl_slist *l = NULL;
-    for (struct curl_slist *it = e->base_hdrs; it; it = it->next)
-      if (!(l = curl_slist_append(q->hdrs, it->data)))
-        goto nomem;
-      else
-        q->hdrs = l;
-    if (!(l = curl_slist_append(q->hdrs, line)))
-      goto nomem;
-    q->hdrs = l;
-  }
+  if (!q->refused && needs_own_hdrs(q) && build_hdrs(e, q) != 0)
+    goto nomem;
   pthread_mutex_lock(&e->mu);
   if (e->stopping) {
     pthread_mutex_unlock(&e->mu);
@@ -1496,6 +2034,253 @@ int dltc_engine_submit(struct dltc_engine *e, const char *url, const char *etag,
 nomem:
   req_free(q);
   return dltc_error_set(err, DLTC_ENOMEM, "out of memory");
+}
+
+static void auth_free(struct auth *a) {
+  if (!a)
+    return;
+  free(a->line);
+  free(a->query);
+  curl_slist_free_all(a->hdrs);
+  curl_slist_free_all(a->hdrs_public);
+  for (size_t i = 0; i < a->n_secrets; i++)
+    free(a->secrets[i]);
+  free(a->token_url);
+  free(a->token_host);
+  free(a->token_key);
+  free(a->token_safe);
+  free(a->form);
+  free(a->basic_line);
+  free(a->token);
+  free(a->prev_token);
+  free(a->token_line);
+  free(a);
+}
+
+static int auth_secret(struct auth *a, const char *s, size_t n) {
+  if (!s || !n || a->n_secrets >= AUTH_SECRETS)
+    return 0;
+  return (a->secrets[a->n_secrets++] = strndup(s, n)) ? 0 : DLTC_ENOMEM;
+}
+
+/* A header value or name the spec gives: present, one line. */
+static int spec_str(const char *v, const char *what, struct dltc_error *err) {
+  if (!v || !v[0])
+    return dltc_error_set(err, DLTC_EINVAL, "auth: %s is required", what);
+  if (strpbrk(v, "\r\n"))
+    return dltc_error_set(err, DLTC_EINVAL, "auth: %s contains CR or LF", what);
+  return 0;
+}
+
+int dltc_engine_add_auth(struct dltc_engine *e, const struct dltc_auth_spec *sp, int *handle,
+                         struct dltc_error *err) {
+  int rc = DLTC_ENOMEM;
+  char *pair = NULL, *b64 = NULL;
+  struct auth *a = calloc(1, sizeof *a);
+  *handle = DLTC_AUTH_NONE;
+  if (!a)
+    return dltc_error_set(err, DLTC_ENOMEM, "out of memory");
+  a->type = sp->type;
+  switch (sp->type) {
+  case DLTC_AUTH_BEARER: {
+    if ((rc = spec_str(sp->token, "bearer token", err)))
+      goto out;
+    size_t n = strlen(sp->token) + 32;
+    if (!(a->line = malloc(n)))
+      goto nomem;
+    snprintf(a->line, n, "Authorization: Bearer %s", sp->token);
+    a->name_len = 13;
+    if (auth_secret(a, sp->token, strlen(sp->token)))
+      goto nomem;
+    break;
+  }
+  case DLTC_AUTH_API_KEY: {
+    if ((rc = spec_str(sp->name, "api_key name", err)) ||
+        (rc = spec_str(sp->api_key, "api_key", err)))
+      goto out;
+    size_t nn = strlen(sp->name), kn = strlen(sp->api_key);
+    if (sp->in_query) {
+      if (!(a->query = malloc(3 * (nn + kn) + 2)))
+        goto nomem;
+      size_t o = dltc_form_encode(sp->name, nn, a->query);
+      a->query[o++] = '=';
+      size_t k0 = o;
+      o += dltc_form_encode(sp->api_key, kn, a->query + o);
+      a->query[o] = '\0';
+      if (auth_secret(a, sp->api_key, kn) ||
+          (o - k0 != kn && auth_secret(a, a->query + k0, o - k0)))
+        goto nomem;
+    } else {
+      for (size_t i = 0; i < nn; i++)
+        if (!is_tchar((unsigned char)sp->name[i])) {
+          rc = dltc_error_set(err, DLTC_EINVAL, "auth: api_key name %.60s is not a header name",
+                              sp->name);
+          goto out;
+        }
+      if (!(a->line = malloc(nn + kn + 3)))
+        goto nomem;
+      snprintf(a->line, nn + kn + 3, "%s: %s", sp->name, sp->api_key);
+      a->name_len = nn;
+      if (auth_secret(a, sp->api_key, kn))
+        goto nomem;
+    }
+    break;
+  }
+  case DLTC_AUTH_BASIC: {
+    if (!sp->username || !sp->password || strpbrk(sp->username, "\r\n") ||
+        strpbrk(sp->password, "\r\n")) {
+      rc = dltc_error_set(err, DLTC_EINVAL, "auth: http_basic needs username and password");
+      goto out;
+    }
+    size_t n = strlen(sp->username) + strlen(sp->password) + 2;
+    if (!(pair = malloc(n)))
+      goto nomem;
+    snprintf(pair, n, "%s:%s", sp->username, sp->password);
+    if (!(b64 = dltc_base64(pair, strlen(pair))))
+      goto nomem;
+    n = strlen(b64) + 32;
+    if (!(a->line = malloc(n)))
+      goto nomem;
+    snprintf(a->line, n, "Authorization: Basic %s", b64);
+    a->name_len = 13;
+    if (auth_secret(a, sp->password, strlen(sp->password)) || auth_secret(a, b64, strlen(b64)))
+      goto nomem;
+    break;
+  }
+  case DLTC_AUTH_OAUTH2_CC: {
+    if ((rc = spec_str(sp->token_url, "access_token_url", err)) ||
+        (rc = spec_str(sp->client_id, "client_id", err)) ||
+        (rc = spec_str(sp->client_secret, "client_secret", err)))
+      goto out;
+    if (!(sp->default_expiration > 0)) {
+      rc = dltc_error_set(err, DLTC_EINVAL, "auth: default_token_expiration must be > 0");
+      goto out;
+    }
+    char msg[160];
+    int prc =
+        parse_target(sp->token_url, &a->token_host, &a->token_key, &a->token_safe, msg, sizeof msg);
+    if (prc == DLTC_ENOMEM)
+      goto nomem;
+    if (prc) {
+      rc = dltc_error_set(err, DLTC_EINVAL, "auth: access_token_url: %s", msg);
+      goto out;
+    }
+    if (!host_allowed(e, a->token_host)) {
+      rc = dltc_error_set(err, DLTC_EINVAL,
+                          "auth: access_token_url host %.200s is not in allowed_hosts",
+                          a->token_host);
+      goto out;
+    }
+    if (!(a->token_url = strdup(sp->token_url)))
+      goto nomem;
+    if ((rc = dltc_auth_token_form(sp, &a->form, &a->form_len, err)))
+      goto out;
+    a->default_exp = sp->default_expiration;
+    if (sp->client_auth_basic) {
+      size_t n = strlen(sp->client_id) + strlen(sp->client_secret) + 2;
+      if (!(pair = malloc(n)))
+        goto nomem;
+      snprintf(pair, n, "%s:%s", sp->client_id, sp->client_secret);
+      if (!(b64 = dltc_base64(pair, strlen(pair))))
+        goto nomem;
+      n = strlen(b64) + 32;
+      if (!(a->basic_line = malloc(n)))
+        goto nomem;
+      snprintf(a->basic_line, n, "Authorization: Basic %s", b64);
+      if (auth_secret(a, b64, strlen(b64)))
+        goto nomem;
+    }
+    size_t sn = strlen(sp->client_secret);
+    char *enc = malloc(3 * sn + 1);
+    if (!enc)
+      goto nomem;
+    size_t en = dltc_form_encode(sp->client_secret, sn, enc);
+    int src = auth_secret(a, sp->client_secret, sn) ||
+              auth_secret(a, sp->client_id, strlen(sp->client_id)) ||
+              (en != sn && auth_secret(a, enc, en));
+    free(enc);
+    if (src)
+      goto nomem;
+    break;
+  }
+  default: rc = dltc_error_set(err, DLTC_EINVAL, "auth: unknown type %d", sp->type); goto out;
+  }
+  if (a->line) { /* the shared lists of requests with no headers of their own */
+    struct curl_slist *l = NULL, *t;
+    size_t an = a->name_len;
+    for (int pub = 0; pub < 2; pub++) {
+      l = NULL;
+      for (struct curl_slist *it = e->base_hdrs; it; it = it->next) {
+        if (line_is(it->data, a->line, an) || (pub && is_secret_header(it->data)))
+          continue;
+        if (!(t = curl_slist_append(l, it->data)))
+          goto nomem_list;
+        l = t;
+      }
+      if (!pub) {
+        if (!(t = curl_slist_append(l, a->line)))
+          goto nomem_list;
+        l = t;
+        a->hdrs = l;
+      } else {
+        a->hdrs_public = l; /* NULL: start_one falls back to the client's public list */
+      }
+    }
+    goto listed;
+  nomem_list:
+    curl_slist_free_all(l);
+    goto nomem;
+  }
+listed:
+  pthread_mutex_lock(&e->mu);
+  if (e->n_auth >= DLTC_MAX_AUTH) {
+    pthread_mutex_unlock(&e->mu);
+    rc = dltc_error_set(err, DLTC_ELIMIT, "at most %d auth specs per client", DLTC_MAX_AUTH);
+    goto out;
+  }
+  e->auths[e->n_auth + 1] = a;
+  __atomic_store_n(&e->n_auth, e->n_auth + 1, __ATOMIC_RELEASE);
+  *handle = e->n_auth;
+  pthread_mutex_unlock(&e->mu);
+  a = NULL;
+  rc = 0;
+  goto out;
+nomem:
+  rc = dltc_error_set(err, DLTC_ENOMEM, "out of memory");
+out:
+  if (pair) { /* it held a secret */
+    memset(pair, 0, strlen(pair));
+    free(pair);
+  }
+  free(b64);
+  auth_free(a);
+  return rc;
+}
+
+int dltc_engine_set_limits(struct dltc_engine *e, int max_concurrency, int set_rps, double rps,
+                           struct dltc_error *err) {
+  if (max_concurrency < 0)
+    return dltc_error_set(err, DLTC_EINVAL, "max_concurrency must be >= 1");
+  if (set_rps && isnan(rps))
+    return dltc_error_set(err, DLTC_EINVAL, "rps must be a number");
+  pthread_mutex_lock(&e->mu);
+  if (e->stopping || !e->thread_started) {
+    pthread_mutex_unlock(&e->mu);
+    return dltc_error_set(err, DLTC_ECANCEL, "the client is closed");
+  }
+  if (max_concurrency > 0)
+    e->lim_conc = max_concurrency;
+  if (set_rps) {
+    e->lim_set_rps = 1;
+    e->lim_rps = rps;
+  }
+  uint64_t mine = ++e->lim_req;
+  wake_loop(e);
+  while (e->lim_done < mine && !e->stopping)
+    pthread_cond_wait(&e->lcv, &e->mu);
+  int stopped = e->lim_done < mine;
+  pthread_mutex_unlock(&e->mu);
+  return stopped ? dltc_error_set(err, DLTC_ECANCEL, "the client is closed") : 0;
 }
 
 uint64_t dltc_engine_reserve_id(struct dltc_engine *e) {
@@ -1567,6 +2352,7 @@ void dltc_engine_stop(struct dltc_engine *e) {
   if (e->thread_started)
     wake_loop(e);
   pthread_cond_broadcast(&e->cv);
+  pthread_cond_broadcast(&e->lcv);
   pthread_mutex_unlock(&e->mu);
   if (e->thread_started)
     pthread_join(e->thread, NULL);
@@ -1605,6 +2391,8 @@ void dltc_engine_free(struct dltc_engine *e) {
   free(e->allowed);
   for (size_t i = 0; i < e->n_secrets; i++)
     free(e->secrets[i]);
+  for (int i = 1; i <= e->n_auth; i++)
+    auth_free(e->auths[i]);
   curl_slist_free_all(e->base_hdrs);
   curl_slist_free_all(e->base_hdrs_public);
   free(e->ca_file);
@@ -1615,6 +2403,7 @@ void dltc_engine_free(struct dltc_engine *e) {
   if (e->evfd >= 0)
     close(e->evfd);
   pthread_cond_destroy(&e->cv);
+  pthread_cond_destroy(&e->lcv);
   pthread_mutex_destroy(&e->mu);
   pthread_mutex_destroy(&e->smu);
   free(e);

@@ -9,6 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "auth.h"
 #include "error.h"
 
 struct dltc_engine;
@@ -19,6 +20,9 @@ enum dltc_loop { DLTC_LOOP_POLL = 0, DLTC_LOOP_EPOLL = 1 };
 #define DLTC_MAX_HEADERS 64
 #define DLTC_MAX_ALLOWED_HOSTS 256
 #define DLTC_MAX_EMPTY_ON 16
+#define DLTC_MAX_REQ_HEADERS 64 /* per request */
+#define DLTC_MAX_AUTH 256       /* auth specs per engine */
+#define DLTC_AUTH_NONE 0        /* handle: no auth */
 
 struct dltc_engine_config {
   int max_concurrency;     /* fixed ceiling, all hosts together and per host window cap */
@@ -65,10 +69,17 @@ struct dltc_response {
   int code;              /* 0 ok, else DLTC_E* of the final failure */
   const char *error;     /* final error message, NULL on success */
   int attempts;
-  double elapsed;   /* seconds from first attempt start to completion */
-  int http_version; /* 10, 11, 20, 30, 0 unknown */
-  int encoding;     /* enum dltc_encoding (inflate.h) of body: DLTC_ENC_IDENTITY unless
-                       decompress_caller, then the response's Content-Encoding */
+  double elapsed;        /* seconds from first attempt start to completion */
+  int http_version;      /* 10, 11, 20, 30, 0 unknown */
+  int encoding;          /* enum dltc_encoding (inflate.h) of body: DLTC_ENC_IDENTITY unless
+                            decompress_caller, then the response's Content-Encoding */
+  const char *method;    /* method of the last hop (a 303 turns POST into GET) */
+  const char *final_url; /* URL of the last hop (== url without redirects); never holds
+                            an API key added by auth */
+  char *headers;         /* every header of the last response, in order, as n_headers
+                            "name\0value\0" pairs (name as sent, value trimmed); NULL if none.
+                            A consumer may take it (set to NULL) and free() it itself. */
+  size_t headers_len, n_headers;
 };
 
 void dltc_response_free(struct dltc_response *r);
@@ -91,6 +102,52 @@ uint64_t dltc_engine_reserve_id(struct dltc_engine *e);
  * DLTC_ELIMIT (max_pending reached), DLTC_ECANCEL (engine stopped). */
 int dltc_engine_submit(struct dltc_engine *e, const char *url, const char *etag,
                        const int *empty_on, size_t n_empty, uint64_t *id, struct dltc_error *err);
+
+/* One request for dltc_engine_submit_request. Everything is copied.
+ * method: NULL = "GET"; any RFC 9110 token, upper-cased. GET and HEAD without a
+ * body send none; every other method sends body (or an empty one, with
+ * Content-Length: 0, as requests does), resent as is on every retry. No
+ * Content-Type is added: put it in headers. headers: "Name: value" lines that
+ * replace client headers of the same name (case-insensitive); "Name:" removes
+ * one. auth: DLTC_AUTH_NONE or a handle of dltc_engine_add_auth; its header
+ * replaces a header of the same name. */
+struct dltc_request {
+  const char *url; /* query included (dltc_url_add_query builds one) */
+  const char *method;
+  const char *const *headers;
+  size_t n_headers;
+  const char *body; /* NULL: no body */
+  size_t body_len;
+  const char *etag;
+  const int *empty_on;
+  size_t n_empty;
+  int auth;
+};
+
+/* dltc_engine_submit for any request; same contract and errors, plus
+ * DLTC_EINVAL for a bad method, header line or auth handle. */
+int dltc_engine_submit_request(struct dltc_engine *e, const struct dltc_request *rq, uint64_t *id,
+                               struct dltc_error *err);
+
+/* Register an auth spec (copied; see auth.h) from any thread; *handle gets a
+ * value > 0 for dltc_request.auth. OAuth2: the token is POSTed for through the
+ * engine when a request first needs it (one fetch at a time; the others wait),
+ * refetched in the background once it is within min(60 s, lifetime/10, at least
+ * min(1 s, lifetime/2)) of expiry, and once more when a request gets a 401 (that
+ * request is then retried with the new token; a second 401 is its error).
+ * Returns 0, DLTC_EINVAL (missing field, CR/LF, token URL not allowed) or
+ * DLTC_ELIMIT (DLTC_MAX_AUTH reached). Secrets never appear in messages. */
+int dltc_engine_add_auth(struct dltc_engine *e, const struct dltc_auth_spec *spec, int *handle,
+                         struct dltc_error *err);
+
+/* Change limits while requests are in flight, from any thread (not the engine's):
+ * max_concurrency > 0 sets the ceiling of all hosts together and of each host's
+ * window (0 = unchanged); with set_rps, rps becomes every host's rate (<= 0 =
+ * unlimited). Returns once the engine thread applied them: no transfer starts
+ * above the new limits after that (transfers already started run to their end).
+ * Returns 0, DLTC_EINVAL or DLTC_ECANCEL (stopped). */
+int dltc_engine_set_limits(struct dltc_engine *e, int max_concurrency, int set_rps, double rps,
+                           struct dltc_error *err);
 
 /* Wait up to timeout_ms (< 0: forever) for a finished request. Returns 0 and
  * sets *out (caller frees), DLTC_EAGAIN on timeout, DLTC_ECANCEL when the
@@ -127,8 +184,9 @@ struct dltc_engine_stats {
   uint64_t status_503;
   uint64_t refused; /* refused before sending (host, scheme, URL) */
   uint64_t redirects;
-  uint64_t http2;    /* attempts answered over HTTP/2 */
-  uint64_t connects; /* new connections opened (the rest reused one) */
+  uint64_t http2;         /* attempts answered over HTTP/2 */
+  uint64_t connects;      /* new connections opened (the rest reused one) */
+  uint64_t token_fetches; /* OAuth2 token requests finished (success or not) */
   uint64_t retries[DLTC_RC_COUNT];
   double latency_p50, latency_p99; /* seconds per attempt */
   int window;                      /* current window of the busiest host */

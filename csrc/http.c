@@ -1,6 +1,9 @@
-/* Entity-tag and Link header parsing: strict, bounded, allocation-free. */
+/* Entity-tag and Link header parsing (strict, bounded, allocation-free) and the
+ * form encoding of query parameters. */
 #include "http.h"
 
+#include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
@@ -131,4 +134,63 @@ int dltc_link_find(const char *s, size_t n, const char *rel, size_t *off, size_t
       return 0;
     }
   }
+}
+
+size_t dltc_form_encode(const char *s, size_t n, char *out) {
+  static const char hex[] = "0123456789ABCDEF";
+  size_t o = 0;
+  for (size_t i = 0; i < n; i++) {
+    unsigned char c = (unsigned char)s[i];
+    if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' ||
+        c == '.' || c == '-' || c == '~') {
+      out[o++] = (char)c;
+    } else if (c == ' ') {
+      out[o++] = '+';
+    } else {
+      out[o++] = '%';
+      out[o++] = hex[c >> 4];
+      out[o++] = hex[c & 15];
+    }
+  }
+  return o;
+}
+
+int dltc_url_add_query(const char *url, const char *const *kv, const size_t *lens, size_t n_pairs,
+                       char **out, struct dltc_error *err) {
+  *out = NULL;
+  if (!url)
+    return dltc_error_set(err, DLTC_EINVAL, "url is required");
+  size_t un = strlen(url);
+  const char *hash = strchr(url, '#');
+  size_t base = hash ? (size_t)(hash - url) : un;
+  size_t need = un + 2;
+  for (size_t i = 0; i < 2 * n_pairs; i++) {
+    if (lens[i] > (SIZE_MAX - need) / 4)
+      return dltc_error_set(err, DLTC_EINVAL, "query parameters too long");
+    need += 3 * lens[i] + 1;
+  }
+  char *buf = malloc(need);
+  if (!buf)
+    return dltc_error_set(err, DLTC_ENOMEM, "out of memory");
+  memcpy(buf, url, base);
+  size_t o = base;
+  const char *q = memchr(url, '?', base);
+  if (n_pairs) {
+    if (!q)
+      buf[o++] = '?';
+    else if (q + 1 != url + base)
+      buf[o++] = '&';
+  }
+  for (size_t i = 0; i < n_pairs; i++) {
+    if (i)
+      buf[o++] = '&';
+    o += dltc_form_encode(kv[2 * i], lens[2 * i], buf + o);
+    buf[o++] = '=';
+    o += dltc_form_encode(kv[2 * i + 1], lens[2 * i + 1], buf + o);
+  }
+  memcpy(buf + o, url + base, un - base);
+  o += un - base;
+  buf[o] = '\0';
+  *out = buf;
+  return 0;
 }

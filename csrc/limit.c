@@ -52,6 +52,15 @@ int dltc_window_on_overload(struct dltc_window *w, uint64_t started_epoch, int s
   return 1;
 }
 
+void dltc_window_set_max(struct dltc_window *w, int max) {
+  if (max < 1)
+    max = 1;
+  w->max = (double)max;
+  w->cwnd = clampd(w->cwnd, w->min, w->max);
+  if (w->wmax > w->max)
+    w->wmax = w->max;
+}
+
 /* ---- token bucket ------------------------------------------------------------- */
 
 void dltc_bucket_init(struct dltc_bucket *b, double rate, double burst, double now) {
@@ -74,6 +83,17 @@ double dltc_bucket_take(struct dltc_bucket *b, double now) {
   }
   double wait = (1.0 - b->tokens) / b->rate;
   return wait > 1e-6 ? wait : 1e-6;
+}
+
+void dltc_bucket_set_rate(struct dltc_bucket *b, double rate, double burst, double now) {
+  if (b->rate > 0 && now > b->last) /* tokens earned at the old rate are kept */
+    b->tokens = fmin(b->burst, b->tokens + (now - b->last) * b->rate);
+  if (now > b->last)
+    b->last = now;
+  b->rate = rate > 0 && isfinite(rate) ? rate : 0.0;
+  b->burst = burst >= 1.0 && isfinite(burst) ? burst : 1.0;
+  if (b->tokens > b->burst)
+    b->tokens = b->burst;
 }
 
 /* ---- backoff ------------------------------------------------------------------ */

@@ -45,6 +45,10 @@ void dltc_window_on_success(struct dltc_window *w);
  * belongs to an episode already acted on. */
 int dltc_window_on_overload(struct dltc_window *w, uint64_t started_epoch, int started_inflight);
 
+/* Change the ceiling while in use (set_limits): max < 1 becomes 1; cwnd and the
+ * remembered level are clamped to it, the rest of the state is kept. */
+void dltc_window_set_max(struct dltc_window *w, int max);
+
 /* ---- token bucket ------------------------------------------------------------ */
 
 struct dltc_bucket {
@@ -60,6 +64,10 @@ void dltc_bucket_init(struct dltc_bucket *b, double rate, double burst, double n
 /* Take one token at clock `now` (seconds, monotonic). Returns 0 when taken, or
  * the seconds to wait until one is available (nothing taken). */
 double dltc_bucket_take(struct dltc_bucket *b, double now);
+
+/* Change rate and burst at clock `now` (set_limits): tokens earned at the old
+ * rate are kept, capped at the new burst; rate <= 0 means unlimited. */
+void dltc_bucket_set_rate(struct dltc_bucket *b, double rate, double burst, double now);
 
 /* ---- backoff -------------------------------------------------------------------- */
 

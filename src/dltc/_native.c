@@ -53,7 +53,10 @@ static struct PyModuleDef native_module; /* defined at the end; engine needs it 
  * for signals between slices, so Ctrl-C interrupts it promptly. */
 #include <structmember.h>
 
+#include <strings.h>
+
 #include "engine.h"
+#include "http.h"
 #include "inflate.h"
 #include "arrow.h" /* dltc__free for inflate's buffers */
 
@@ -61,14 +64,19 @@ static struct PyModuleDef native_module; /* defined at the end; engine needs it 
 
 struct client_object {
   PyObject_HEAD struct dltc_engine *eng;
-  PyObject *resp_type; /* strong: dltc._native.Response */
-  PyObject *tags;      /* dict id -> tag, for submits with a tag */
+  PyObject *resp_type;  /* strong: dltc._native.Response */
+  PyObject *tags;       /* dict id -> tag, for submits with a tag */
+  PyObject *auth_cache; /* dict: canonical JSON of an auth spec -> handle (never shown) */
+  int default_auth;     /* handle of Client(auth=...), or DLTC_AUTH_NONE */
   int closed;
 };
 
 struct response_object {
   PyObject_HEAD PyObject *id, *tag, *url, *status, *body, *etag, *not_modified, *error, *attempts,
-      *elapsed, *http_version, *link_next, *content_encoding;
+      *elapsed, *http_version, *link_next, *content_encoding, *method, *final_url;
+  char *hbuf; /* response headers as "name\0value\0" pairs (malloc'd by the engine) */
+  size_t n_headers;
+  PyObject *headers; /* list of (name, value), built on first use */
 };
 
 static PyMemberDef response_members[] = {
@@ -95,7 +103,74 @@ static PyMemberDef response_members[] = {
      "Target of a Link rel=\"next\" header, or None."},
     {"content_encoding", T_OBJECT, offsetof(struct response_object, content_encoding), READONLY,
      "'gzip' or 'br' when body is still encoded (Client(decompress='caller')), else None."},
+    {"method", T_OBJECT, offsetof(struct response_object, method), READONLY,
+     "Method of the last hop, upper case (a 303 turns a POST into a GET)."},
+    {"final_url", T_OBJECT, offsetof(struct response_object, final_url), READONLY,
+     "URL after redirects (== url without any); never holds an API key added by auth."},
     {NULL, 0, 0, 0, NULL},
+};
+
+/* Returns a new reference: the headers of the final response as a list of
+ * (name, value) str pairs in the order received (built once, then cached). */
+static PyObject *response_get_headers(PyObject *self, void *closure) {
+  (void)closure;
+  struct response_object *r = (struct response_object *)self;
+  if (r->headers)
+    return Py_NewRef(r->headers);
+  PyObject *list = PyList_New((Py_ssize_t)r->n_headers);
+  if (!list)
+    return NULL;
+  const char *p = r->hbuf;
+  for (size_t i = 0; i < r->n_headers; i++) {
+    size_t nl = strlen(p);
+    const char *v = p + nl + 1;
+    size_t vl = strlen(v);
+    PyObject *t = Py_BuildValue("(NN)", PyUnicode_DecodeLatin1(p, (Py_ssize_t)nl, NULL),
+                                PyUnicode_DecodeUTF8(v, (Py_ssize_t)vl, "surrogateescape"));
+    if (!t) {
+      Py_DECREF(list);
+      return NULL;
+    }
+    PyList_SET_ITEM(list, (Py_ssize_t)i, t);
+    p = v + vl + 1;
+  }
+  r->headers = list;
+  return Py_NewRef(list);
+}
+
+/* header(name, default=None): the first value of header name, case-insensitive. */
+static PyObject *response_header(PyObject *self, PyObject *args, PyObject *kwds) {
+  static char *kwlist[] = {"name", "default", NULL};
+  struct response_object *r = (struct response_object *)self;
+  const char *name;
+  PyObject *dflt = Py_None;
+  if (!PyArg_ParseTupleAndKeywords(args, kwds, "s|O:header", kwlist, &name, &dflt))
+    return NULL;
+  const char *p = r->hbuf;
+  for (size_t i = 0; i < r->n_headers; i++) {
+    size_t nl = strlen(p);
+    const char *v = p + nl + 1;
+    size_t vl = strlen(v);
+    if (strcasecmp(p, name) == 0)
+      return PyUnicode_DecodeUTF8(v, (Py_ssize_t)vl, "surrogateescape");
+    p = v + vl + 1;
+  }
+  return Py_NewRef(dflt);
+}
+
+static PyGetSetDef response_getset[] = {
+    {"headers", response_get_headers, NULL,
+     "Every header of the final response: a list of (name, value) in the order received "
+     "(names as sent; use header() for a case-insensitive lookup).",
+     NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyMethodDef response_methods[] = {
+    {"header", (PyCFunction)(void (*)(void))response_header, METH_VARARGS | METH_KEYWORDS,
+     "header(name, default=None) -> str | None\n\nFirst value of a response header, "
+     "case-insensitive."},
+    {NULL, NULL, 0, NULL},
 };
 
 static int response_traverse(PyObject *self, visitproc visit, void *arg) {
@@ -120,6 +195,9 @@ static int response_clear(PyObject *self) {
   Py_CLEAR(r->http_version);
   Py_CLEAR(r->link_next);
   Py_CLEAR(r->content_encoding);
+  Py_CLEAR(r->method);
+  Py_CLEAR(r->final_url);
+  Py_CLEAR(r->headers);
   return 0;
 }
 
@@ -127,6 +205,7 @@ static void response_dealloc(PyObject *self) {
   PyTypeObject *tp = Py_TYPE(self);
   PyObject_GC_UnTrack(self);
   response_clear(self);
+  free(((struct response_object *)self)->hbuf);
   tp->tp_free(self);
   Py_DECREF(tp);
 }
@@ -141,6 +220,8 @@ static PyObject *response_repr(PyObject *self) {
 static PyType_Slot response_slots[] = {
     {Py_tp_doc, "A finished request: delivered exactly once per Client.submit()."},
     {Py_tp_members, response_members},
+    {Py_tp_getset, response_getset},
+    {Py_tp_methods, response_methods},
     {Py_tp_traverse, response_traverse},
     {Py_tp_clear, response_clear},
     {Py_tp_dealloc, response_dealloc},
@@ -176,7 +257,14 @@ static PyObject *response_from(struct client_object *c, struct dltc_response *r)
   o->id = key;
   key = NULL;
   o->tag = NULL;
+  o->headers = NULL;
+  o->hbuf = r->headers; /* taken over: freed with the Response */
+  o->n_headers = r->headers ? r->n_headers : 0;
+  r->headers = NULL;
   o->url = str_or_none(r->url);
+  o->final_url = !r->final_url || strcmp(r->final_url, r->url) == 0 ? Py_XNewRef(o->url)
+                                                                    : str_or_none(r->final_url);
+  o->method = PyUnicode_FromString(r->method ? r->method : "GET");
   o->status = PyLong_FromLong(r->status);
   if (r->error || !r->body)
     o->body = Py_NewRef(Py_None);
@@ -211,7 +299,8 @@ static PyObject *response_from(struct client_object *c, struct dltc_response *r)
   }
   PyObject_GC_Track((PyObject *)o);
   if (!o->url || !o->status || !o->body || !o->etag || !o->not_modified || !o->error ||
-      !o->attempts || !o->elapsed || !o->http_version || !o->link_next || !o->content_encoding) {
+      !o->attempts || !o->elapsed || !o->http_version || !o->link_next || !o->content_encoding ||
+      !o->method || !o->final_url) {
     Py_CLEAR(o);
   }
 out:
@@ -282,6 +371,9 @@ static Py_ssize_t headers_from(PyObject *obj, char **list, Py_ssize_t cap) {
     PyObject *line = NULL;
     if (PyUnicode_Check(item))
       line = Py_NewRef(item);
+    else if (PyTuple_Check(item) && PyTuple_GET_SIZE(item) == 2 &&
+             PyTuple_GET_ITEM(item, 1) == Py_None)
+      line = PyUnicode_FromFormat("%S:", PyTuple_GET_ITEM(item, 0)); /* removes the header */
     else if (PyTuple_Check(item) && PyTuple_GET_SIZE(item) == 2)
       line = PyUnicode_FromFormat("%S: %S", PyTuple_GET_ITEM(item, 0), PyTuple_GET_ITEM(item, 1));
     else
@@ -302,6 +394,330 @@ static Py_ssize_t headers_from(PyObject *obj, char **list, Py_ssize_t cap) {
   }
   Py_DECREF(items);
   return n;
+}
+
+/* ---- requests: params, bodies, auth specs ---------------------------------------- */
+
+/* UTF-8 bytes of a param key/value the way requests stringifies it: str as is,
+ * bytes raw, anything else str(v) (True -> "True", 1.5 -> "1.5"). *hold gets a
+ * new reference to keep alive (or NULL). Returns 0 or -1. */
+static int param_text(PyObject *v, PyObject **hold, const char **s, size_t *n) {
+  Py_ssize_t len = 0;
+  *hold = NULL;
+  if (PyBytes_Check(v)) {
+    *s = PyBytes_AS_STRING(v);
+    *n = (size_t)PyBytes_GET_SIZE(v);
+    return 0;
+  }
+  if (!PyUnicode_Check(v)) {
+    if (!(*hold = PyObject_Str(v)))
+      return -1;
+    v = *hold;
+  }
+  if (!(*s = PyUnicode_AsUTF8AndSize(v, &len)))
+    return -1;
+  *n = (size_t)len;
+  return 0;
+}
+
+/* Growing arrays of key/value pointers and the objects that own them. */
+struct pairs {
+  const char **kv;
+  size_t *lens;
+  size_t n, cap;  /* pairs */
+  PyObject *hold; /* list of objects kept alive while kv is used */
+};
+
+static void pairs_free(struct pairs *p) {
+  PyMem_Free(p->kv);
+  PyMem_Free(p->lens);
+  Py_XDECREF(p->hold);
+  memset(p, 0, sizeof *p);
+}
+
+static int pairs_add(struct pairs *p, PyObject *k, PyObject *v) {
+  PyObject *hk = NULL, *hv = NULL;
+  const char *ks, *vs;
+  size_t kn, vn;
+  if (p->n == p->cap) {
+    size_t cap = p->cap ? p->cap * 2 : 16;
+    const char **kv = PyMem_Realloc(p->kv, 2 * cap * sizeof *kv);
+    if (!kv)
+      return PyErr_NoMemory(), -1;
+    p->kv = kv;
+    size_t *lens = PyMem_Realloc(p->lens, 2 * cap * sizeof *lens);
+    if (!lens)
+      return PyErr_NoMemory(), -1;
+    p->lens = lens;
+    p->cap = cap;
+  }
+  if (param_text(k, &hk, &ks, &kn) < 0)
+    return -1;
+  if (param_text(v, &hv, &vs, &vn) < 0) {
+    Py_XDECREF(hk);
+    return -1;
+  }
+  int rc = 0;
+  if ((hk && PyList_Append(p->hold, hk) < 0) || (hv && PyList_Append(p->hold, hv) < 0))
+    rc = -1;
+  Py_XDECREF(hk);
+  Py_XDECREF(hv);
+  if (rc < 0)
+    return -1;
+  p->kv[2 * p->n] = ks;
+  p->lens[2 * p->n] = kn;
+  p->kv[2 * p->n + 1] = vs;
+  p->lens[2 * p->n + 1] = vn;
+  p->n++;
+  return 0;
+}
+
+/* Collect a mapping or an iterable of (key, value) pairs as requests'
+ * _encode_params does: a list/tuple value repeats the key, None is left out. */
+static int pairs_from(PyObject *obj, const char *what, struct pairs *p) {
+  PyObject *items = NULL;
+  int rc = -1;
+  memset(p, 0, sizeof *p);
+  if (!(p->hold = PyList_New(0)))
+    return -1;
+  if (PyDict_Check(obj) || (PyMapping_Check(obj) && PyObject_HasAttrString(obj, "items")))
+    items = PyMapping_Items(obj);
+  else if (PyUnicode_Check(obj) || PyBytes_Check(obj))
+    PyErr_Format(PyExc_TypeError, "%s: a dict or (key, value) pairs, not a str", what);
+  else
+    items = PySequence_List(obj);
+  if (!items)
+    goto out;
+  for (Py_ssize_t i = 0; i < PyList_GET_SIZE(items); i++) {
+    PyObject *it = PyList_GET_ITEM(items, i);
+    if (!PyTuple_Check(it) || PyTuple_GET_SIZE(it) != 2) {
+      PyErr_Format(PyExc_TypeError, "%s: expected (key, value) pairs", what);
+      goto out;
+    }
+    PyObject *k = PyTuple_GET_ITEM(it, 0), *v = PyTuple_GET_ITEM(it, 1);
+    if (PyList_Check(v) || PyTuple_Check(v)) {
+      for (Py_ssize_t j = 0; j < PySequence_Fast_GET_SIZE(v); j++) {
+        PyObject *x = PySequence_Fast_GET_ITEM(v, j);
+        if (x != Py_None && pairs_add(p, k, x) < 0)
+          goto out;
+      }
+    } else if (v != Py_None && pairs_add(p, k, v) < 0) {
+      goto out;
+    }
+  }
+  rc = 0;
+out:
+  Py_XDECREF(items);
+  if (rc < 0)
+    pairs_free(p);
+  return rc;
+}
+
+/* Returns a new bytes object: pairs form-encoded as "k=v&k2=v2" (quote_plus). */
+static PyObject *pairs_form(const struct pairs *p) {
+  size_t need = 1;
+  for (size_t i = 0; i < 2 * p->n; i++)
+    need += 3 * p->lens[i] + 1;
+  PyObject *b = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)need);
+  if (!b)
+    return NULL;
+  char *out = PyBytes_AS_STRING(b);
+  size_t o = 0;
+  for (size_t i = 0; i < p->n; i++) {
+    if (i)
+      out[o++] = '&';
+    o += dltc_form_encode(p->kv[2 * i], p->lens[2 * i], out + o);
+    out[o++] = '=';
+    o += dltc_form_encode(p->kv[2 * i + 1], p->lens[2 * i + 1], out + o);
+  }
+  if (_PyBytes_Resize(&b, (Py_ssize_t)o) < 0)
+    return NULL;
+  return b;
+}
+
+/* spec[key] as a new UTF-8 copy in *out (str, or str() of a number); missing or
+ * None leaves *out NULL. Returns 0 or -1. The value is never put in a message. */
+static int spec_text(PyObject *spec, const char *key, char **out) {
+  *out = NULL;
+  PyObject *v = PyDict_GetItemString(spec, key); /* borrowed */
+  if (!v || v == Py_None)
+    return 0;
+  PyObject *hold = NULL;
+  const char *s;
+  size_t n;
+  if (!PyUnicode_Check(v) && !PyLong_Check(v) && !PyFloat_Check(v)) {
+    PyErr_Format(PyExc_TypeError, "auth: %s must be a str", key);
+    return -1;
+  }
+  if (param_text(v, &hold, &s, &n) < 0)
+    return -1;
+  *out = strndup(s, n);
+  Py_XDECREF(hold);
+  if (!*out) {
+    PyErr_NoMemory();
+    return -1;
+  }
+  return 0;
+}
+
+/* Register a spec dict (see CONTRACTS.md 3.x) and store its handle. The spec's
+ * secrets go into C copies only; error messages name keys, never values. */
+static int auth_register(struct client_object *c, PyObject *spec, int *handle) {
+  static const char *keys[] = {"token",     "name",          "api_key",
+                               "username",  "password",      "access_token_url",
+                               "client_id", "client_secret", NULL};
+  char *v[8] = {0};
+  char *form[2 * DLTC_AUTH_MAX_FORM] = {0};
+  struct dltc_auth_spec sp = {0};
+  int rc = -1;
+  const char *type = NULL;
+  PyObject *t = PyDict_GetItemString(spec, "type");
+  if (!t || !(type = PyUnicode_Check(t) ? PyUnicode_AsUTF8(t) : NULL)) {
+    if (!PyErr_Occurred())
+      PyErr_SetString(PyExc_ValueError, "auth: the spec needs a 'type' str");
+    return -1;
+  }
+  for (int i = 0; keys[i]; i++)
+    if (spec_text(spec, keys[i], &v[i]) < 0)
+      goto out;
+  sp.token = v[0];
+  sp.name = v[1];
+  sp.api_key = v[2];
+  sp.username = v[3];
+  sp.password = v[4];
+  sp.token_url = v[5];
+  sp.client_id = v[6];
+  sp.client_secret = v[7];
+  if (strcmp(type, "bearer") == 0) {
+    sp.type = DLTC_AUTH_BEARER;
+  } else if (strcmp(type, "api_key") == 0) {
+    sp.type = DLTC_AUTH_API_KEY;
+    if (!sp.name)
+      sp.name = "Authorization"; /* dlt's default */
+    PyObject *loc = PyDict_GetItemString(spec, "location");
+    const char *l =
+        loc && loc != Py_None && PyUnicode_Check(loc) ? PyUnicode_AsUTF8(loc) : "header";
+    if (!l)
+      goto out;
+    if (strcmp(l, "query") == 0 || strcmp(l, "param") == 0) {
+      sp.in_query = 1;
+    } else if (strcmp(l, "header") != 0) {
+      PyErr_Format(PyExc_ValueError, "auth: api_key location must be 'header' or 'query', not %R",
+                   loc);
+      goto out;
+    }
+  } else if (strcmp(type, "http_basic") == 0) {
+    sp.type = DLTC_AUTH_BASIC;
+  } else if (strcmp(type, "oauth2_client_credentials") == 0) {
+    sp.type = DLTC_AUTH_OAUTH2_CC;
+    sp.default_expiration = 3600;
+    PyObject *d = PyDict_GetItemString(spec, "default_token_expiration");
+    if (d && d != Py_None && (sp.default_expiration = PyFloat_AsDouble(d)) == -1.0 &&
+        PyErr_Occurred())
+      goto out;
+    PyObject *ca = PyDict_GetItemString(spec, "client_auth");
+    const char *cas = ca && ca != Py_None && PyUnicode_Check(ca) ? PyUnicode_AsUTF8(ca) : "body";
+    if (!cas)
+      goto out;
+    if (strcmp(cas, "basic") == 0) {
+      sp.client_auth_basic = 1;
+    } else if (strcmp(cas, "body") != 0) {
+      PyErr_SetString(PyExc_ValueError, "auth: client_auth must be 'body' or 'basic'");
+      goto out;
+    }
+    PyObject *data = PyDict_GetItemString(spec, "access_token_request_data");
+    if (data && data != Py_None) {
+      struct pairs p;
+      if (pairs_from(data, "auth: access_token_request_data", &p) < 0)
+        goto out;
+      if (p.n > DLTC_AUTH_MAX_FORM) {
+        pairs_free(&p);
+        PyErr_Format(PyExc_ValueError, "auth: at most %d access_token_request_data fields",
+                     DLTC_AUTH_MAX_FORM);
+        goto out;
+      }
+      for (size_t i = 0; i < 2 * p.n; i++)
+        if (!(form[i] = strndup(p.kv[i], p.lens[i]))) {
+          pairs_free(&p);
+          PyErr_NoMemory();
+          goto out;
+        }
+      sp.form = (const char *const *)form;
+      sp.n_form = p.n;
+      pairs_free(&p);
+    }
+  } else {
+    PyErr_Format(PyExc_ValueError,
+                 "auth: unknown type %R (bearer, api_key, http_basic, oauth2_client_credentials)",
+                 t);
+    goto out;
+  }
+  struct dltc_error err;
+  dltc_error_reset(&err);
+  int erc = dltc_engine_add_auth(c->eng, &sp, handle, &err);
+  if (erc) {
+    engine_raise(erc, &err);
+    goto out;
+  }
+  rc = 0;
+out:
+  for (int i = 0; i < 8; i++) {
+    if (v[i])
+      memset(v[i], 0, strlen(v[i]));
+    free(v[i]);
+  }
+  for (size_t i = 0; i < 2 * DLTC_AUTH_MAX_FORM; i++)
+    free(form[i]);
+  return rc;
+}
+
+/* auth= of Client() or submit(): a handle (int), False (none) or a spec dict
+ * (registered once per distinct spec: cached by its canonical JSON). */
+static int auth_handle(struct client_object *c, PyObject *auth, int *handle) {
+  if (auth == Py_False) {
+    *handle = DLTC_AUTH_NONE;
+    return 0;
+  }
+  if (PyLong_Check(auth) && !PyBool_Check(auth)) {
+    long h = PyLong_AsLong(auth);
+    if (h == -1 && PyErr_Occurred())
+      return -1;
+    *handle = (int)h;
+    return 0;
+  }
+  if (!PyDict_Check(auth)) {
+    PyErr_SetString(PyExc_TypeError, "auth must be a spec dict, a handle from add_auth() or False");
+    return -1;
+  }
+  PyObject *json = PyImport_ImportModule("json"), *key = NULL;
+  if (!json)
+    return -1;
+  PyObject *dumps = PyObject_GetAttrString(json, "dumps"), *args = NULL, *kw = NULL;
+  Py_DECREF(json);
+  if (dumps && (args = PyTuple_Pack(1, auth)) &&
+      (kw = Py_BuildValue("{s:O,s:O}", "sort_keys", Py_True, "default",
+                          (PyObject *)&PyUnicode_Type)))
+    key = PyObject_Call(dumps, args, kw);
+  Py_XDECREF(dumps);
+  Py_XDECREF(args);
+  Py_XDECREF(kw);
+  if (!key)
+    return -1;
+  PyObject *hit = PyDict_GetItemWithError(c->auth_cache, key);
+  if (hit) {
+    *handle = (int)PyLong_AsLong(hit);
+    Py_DECREF(key);
+    return 0;
+  }
+  if (PyErr_Occurred() || auth_register(c, auth, handle) < 0) {
+    Py_DECREF(key);
+    return -1;
+  }
+  PyObject *hv = PyLong_FromLong(*handle);
+  int rc = hv ? PyDict_SetItem(c->auth_cache, key, hv) : -1;
+  Py_XDECREF(hv);
+  Py_DECREF(key);
+  return rc;
 }
 
 static PyObject *client_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
@@ -328,23 +744,25 @@ static PyObject *client_new(PyTypeObject *type, PyObject *args, PyObject *kwds) 
                            "backoff_cap",
                            "loop",
                            "decompress",
+                           "auth",
                            NULL};
   struct dltc_engine_config cfg;
   dltc_engine_config_init(&cfg);
-  PyObject *rps = Py_None, *allowed = Py_None, *ca = Py_None, *headers = Py_None, *ua = Py_None;
+  PyObject *rps = Py_None, *allowed = Py_None, *ca = Py_None, *headers = Py_None, *ua = Py_None,
+           *auth = Py_None;
   const char *loop = NULL, *decompress = NULL;
   long long max_body = cfg.max_body;
   char *hosts[DLTC_MAX_ALLOWED_HOSTS] = {0}, *hdrs[DLTC_MAX_HEADERS] = {0};
   Py_ssize_t n_hosts = 0, n_hdrs = 0;
   struct client_object *c = NULL;
   PyObject *mod, *result = NULL;
-  if (!PyArg_ParseTupleAndKeywords(args, kwds, "|$iiOiddddLdipOOpOpiOddzz:Client", kwlist,
+  if (!PyArg_ParseTupleAndKeywords(args, kwds, "|$iiOiddddLdipOOpOpiOddzzO:Client", kwlist,
                                    &cfg.max_concurrency, &cfg.initial_concurrency, &rps,
                                    &cfg.max_attempts, &cfg.max_retry_time, &cfg.connect_timeout,
                                    &cfg.timeout, &cfg.low_speed_time, &max_body, &cfg.max_ratio,
                                    &cfg.max_redirects, &cfg.same_host_redirects, &allowed, &ca,
                                    &cfg.verify, &headers, &cfg.http2, &cfg.queue_size, &ua,
-                                   &cfg.backoff_base, &cfg.backoff_cap, &loop, &decompress))
+                                   &cfg.backoff_base, &cfg.backoff_cap, &loop, &decompress, &auth))
     return NULL;
   cfg.max_body = max_body;
   if (rps != Py_None && ((cfg.rps = PyFloat_AsDouble(rps)) == -1.0 && PyErr_Occurred()))
@@ -401,7 +819,8 @@ static PyObject *client_new(PyTypeObject *type, PyObject *args, PyObject *kwds) 
   c = (struct client_object *)type->tp_alloc(type, 0);
   if (!c)
     goto out;
-  if (!(c->resp_type = PyObject_GetAttrString(mod, "Response")) || !(c->tags = PyDict_New()))
+  if (!(c->resp_type = PyObject_GetAttrString(mod, "Response")) || !(c->tags = PyDict_New()) ||
+      !(c->auth_cache = PyDict_New()))
     goto out;
   struct dltc_error err;
   dltc_error_reset(&err);
@@ -410,6 +829,8 @@ static PyObject *client_new(PyTypeObject *type, PyObject *args, PyObject *kwds) 
     engine_raise(rc, &err);
     goto out;
   }
+  if (auth != Py_None && auth != Py_False && auth_handle(c, auth, &c->default_auth) < 0)
+    goto out;
   result = (PyObject *)c;
   c = NULL;
 out:
@@ -427,6 +848,7 @@ static int client_traverse(PyObject *self, visitproc visit, void *arg) {
   Py_VISIT(Py_TYPE(self));
   Py_VISIT(c->resp_type);
   Py_VISIT(c->tags);
+  Py_VISIT(c->auth_cache);
   return 0;
 }
 
@@ -434,6 +856,7 @@ static int client_clear(PyObject *self) {
   struct client_object *c = (struct client_object *)self;
   Py_CLEAR(c->resp_type);
   Py_CLEAR(c->tags);
+  Py_CLEAR(c->auth_cache);
   return 0;
 }
 
@@ -453,14 +876,29 @@ static void client_dealloc(PyObject *self) {
   Py_DECREF(tp);
 }
 
+/* submit(url, *, method="GET", params=None, headers=None, body=None, json=None,
+ * data=None, auth=None, tag=None, etag=None, empty_on=()) -> int. The body
+ * helpers live here: json= is json.dumps(obj, allow_nan=False) as UTF-8 with
+ * Content-Type: application/json, data= a mapping/pairs form-encoded with
+ * Content-Type: application/x-www-form-urlencoded or str/bytes sent raw (as
+ * requests does); a Content-Type in headers wins. */
 static PyObject *client_submit(PyObject *self, PyObject *args, PyObject *kwds) {
-  static char *kwlist[] = {"url", "tag", "etag", "empty_on", NULL};
+  static char *kwlist[] = {"url",  "method", "params", "headers", "body",     "json",
+                           "data", "auth",   "tag",    "etag",    "empty_on", NULL};
   struct client_object *c = (struct client_object *)self;
-  const char *url, *etag = NULL;
-  PyObject *tag = Py_None, *empty = NULL;
+  const char *url, *etag = NULL, *method = NULL;
+  PyObject *tag = Py_None, *empty = NULL, *params = Py_None, *headers = Py_None, *body = Py_None,
+           *json = Py_None, *data = Py_None, *auth = Py_None;
   int codes[DLTC_MAX_EMPTY_ON];
   size_t n_codes = 0;
-  if (!PyArg_ParseTupleAndKeywords(args, kwds, "s|$OzO:submit", kwlist, &url, &tag, &etag, &empty))
+  char *lines[DLTC_MAX_REQ_HEADERS + 1] = {0};
+  Py_ssize_t n_lines = 0;
+  char *full_url = NULL;
+  PyObject *body_obj = NULL, *result = NULL, *key = NULL;
+  const char *ctype = NULL;
+  if (!PyArg_ParseTupleAndKeywords(args, kwds, "s|$zOOOOOOOzO:submit", kwlist, &url, &method,
+                                   &params, &headers, &body, &json, &data, &auth, &tag, &etag,
+                                   &empty))
     return NULL;
   if (!client_ok(c))
     return NULL;
@@ -484,26 +922,152 @@ static PyObject *client_submit(PyObject *self, PyObject *args, PyObject *kwds) {
     }
     Py_DECREF(seq);
   }
+  struct dltc_request rq = {.method = method, .etag = etag, .empty_on = codes, .n_empty = n_codes};
+  rq.auth = c->default_auth;
+  if (auth != Py_None && auth_handle(c, auth, &rq.auth) < 0)
+    goto out;
+  if (params != Py_None) {
+    struct pairs p;
+    if (pairs_from(params, "params", &p) < 0)
+      goto out;
+    struct dltc_error qerr;
+    int qrc = dltc_url_add_query(url, p.kv, p.lens, p.n, &full_url, &qerr);
+    pairs_free(&p);
+    if (qrc) {
+      engine_raise(qrc, &qerr);
+      goto out;
+    }
+  }
+  rq.url = full_url ? full_url : url;
+  if ((body != Py_None) + (json != Py_None) + (data != Py_None) > 1) {
+    PyErr_SetString(PyExc_TypeError, "give at most one of body, json and data");
+    goto out;
+  }
+  if (body != Py_None) {
+    if (!PyBytes_Check(body)) {
+      if (!(body_obj = PyBytes_FromObject(body)))
+        goto out;
+    } else {
+      body_obj = Py_NewRef(body);
+    }
+  } else if (json != Py_None) {
+    PyObject *mod = PyImport_ImportModule("json"), *dumps = NULL, *a = NULL, *kw = NULL,
+             *text = NULL;
+    if (mod && (dumps = PyObject_GetAttrString(mod, "dumps")) && (a = PyTuple_Pack(1, json)) &&
+        (kw = Py_BuildValue("{s:O}", "allow_nan", Py_False)) &&
+        (text = PyObject_Call(dumps, a, kw)))
+      body_obj = PyUnicode_AsUTF8String(text);
+    Py_XDECREF(mod);
+    Py_XDECREF(dumps);
+    Py_XDECREF(a);
+    Py_XDECREF(kw);
+    Py_XDECREF(text);
+    if (!body_obj)
+      goto out;
+    ctype = "Content-Type: application/json";
+  } else if (data != Py_None) {
+    if (PyUnicode_Check(data)) {
+      body_obj = PyUnicode_AsUTF8String(data);
+    } else if (PyBytes_Check(data) || PyByteArray_Check(data) || PyMemoryView_Check(data)) {
+      body_obj = PyBytes_FromObject(data);
+    } else {
+      struct pairs p;
+      if (pairs_from(data, "data", &p) < 0)
+        goto out;
+      body_obj = pairs_form(&p);
+      pairs_free(&p);
+      ctype = "Content-Type: application/x-www-form-urlencoded";
+    }
+    if (!body_obj)
+      goto out;
+  }
+  if (body_obj) {
+    rq.body = PyBytes_AS_STRING(body_obj);
+    rq.body_len = (size_t)PyBytes_GET_SIZE(body_obj);
+  }
+  if (headers != Py_None && (n_lines = headers_from(headers, lines, DLTC_MAX_REQ_HEADERS)) < 0)
+    goto out;
+  if (ctype) {
+    int has = 0;
+    for (Py_ssize_t i = 0; i < n_lines; i++)
+      has |= strncasecmp(lines[i], "content-type", 12) == 0 &&
+             (lines[i][12] == ':' || lines[i][12] == ' ');
+    if (!has && !(lines[n_lines++] = strdup(ctype))) {
+      PyErr_NoMemory();
+      goto out;
+    }
+  }
+  rq.headers = (const char *const *)lines;
+  rq.n_headers = (size_t)n_lines;
   uint64_t id = 0;
-  PyObject *key = NULL;
   if (tag != Py_None) { /* record the tag before the request can complete */
     id = dltc_engine_reserve_id(c->eng);
-    if (!(key = PyLong_FromUnsignedLongLong(id)) || PyDict_SetItem(c->tags, key, tag) < 0) {
-      Py_XDECREF(key);
-      return NULL;
-    }
+    if (!(key = PyLong_FromUnsignedLongLong(id)) || PyDict_SetItem(c->tags, key, tag) < 0)
+      goto out;
   }
   struct dltc_error err;
   dltc_error_reset(&err);
-  int rc = dltc_engine_submit(c->eng, url, etag, codes, n_codes, &id, &err);
+  int rc = dltc_engine_submit_request(c->eng, &rq, &id, &err);
   if (rc) {
     if (key && PyDict_DelItem(c->tags, key) < 0)
       PyErr_Clear();
-    Py_XDECREF(key);
-    return engine_raise(rc, &err);
+    engine_raise(rc, &err);
+    goto out;
   }
+  result = PyLong_FromUnsignedLongLong(id);
+out:
   Py_XDECREF(key);
-  return PyLong_FromUnsignedLongLong(id);
+  Py_XDECREF(body_obj);
+  free(full_url);
+  for (Py_ssize_t i = 0; i < DLTC_MAX_REQ_HEADERS + 1; i++)
+    free(lines[i]);
+  return result;
+}
+
+static PyObject *client_add_auth(PyObject *self, PyObject *spec) {
+  struct client_object *c = (struct client_object *)self;
+  int h = 0;
+  if (!client_ok(c))
+    return NULL;
+  if (!PyDict_Check(spec)) {
+    PyErr_SetString(PyExc_TypeError, "add_auth(spec): spec must be a dict");
+    return NULL;
+  }
+  if (auth_handle(c, spec, &h) < 0)
+    return NULL;
+  return PyLong_FromLong(h);
+}
+
+static PyObject *client_set_limits(PyObject *self, PyObject *args, PyObject *kwds) {
+  static char *kwlist[] = {"max_concurrency", "rps", NULL};
+  struct client_object *c = (struct client_object *)self;
+  PyObject *mc = Py_None, *rps = Py_None;
+  if (!PyArg_ParseTupleAndKeywords(args, kwds, "|$OO:set_limits", kwlist, &mc, &rps))
+    return NULL;
+  if (!client_ok(c))
+    return NULL;
+  long conc = 0;
+  double r = 0;
+  if (mc != Py_None) {
+    conc = PyLong_AsLong(mc);
+    if (conc == -1 && PyErr_Occurred())
+      return NULL;
+    if (conc < 1 || conc > 1000000) {
+      PyErr_SetString(PyExc_ValueError, "max_concurrency must be >= 1");
+      return NULL;
+    }
+  }
+  if (rps != Py_None && (r = PyFloat_AsDouble(rps)) == -1.0 && PyErr_Occurred())
+    return NULL;
+  struct dltc_error err;
+  dltc_error_reset(&err);
+  struct dltc_engine *eng = c->eng;
+  PyThreadState *ts = PyEval_SaveThread();
+  int rc = dltc_engine_set_limits(eng, (int)conc, rps != Py_None, r, &err);
+  PyEval_RestoreThread(ts);
+  if (rc)
+    return engine_raise(rc, &err);
+  Py_RETURN_NONE;
 }
 
 /* Wait for the next response. timeout < 0: forever. Returns a new reference
@@ -656,6 +1220,7 @@ static PyObject *client_stats(PyObject *self, PyObject *noargs) {
       dict_steal(d, "redirects", PyLong_FromUnsignedLongLong(st->redirects)) < 0 ||
       dict_steal(d, "http2", PyLong_FromUnsignedLongLong(st->http2)) < 0 ||
       dict_steal(d, "connects", PyLong_FromUnsignedLongLong(st->connects)) < 0 ||
+      dict_steal(d, "token_fetches", PyLong_FromUnsignedLongLong(st->token_fetches)) < 0 ||
       dict_steal(d, "retries", PyLong_FromUnsignedLongLong(total_retries)) < 0 ||
       dict_steal(d, "retries_by_cause", Py_NewRef(rb)) < 0 ||
       dict_steal(d, "window", PyLong_FromLong(st->window)) < 0 ||
@@ -690,8 +1255,16 @@ static PyObject *client_closed(PyObject *self, void *closure) {
 
 static PyMethodDef client_methods[] = {
     {"submit", (PyCFunction)(void (*)(void))client_submit, METH_VARARGS | METH_KEYWORDS,
-     "submit(url, *, tag=None, etag=None, empty_on=()) -> int\n\nQueue a GET; thread-safe, never "
-     "blocks on the network. Exactly one Response per call, refused URLs included."},
+     "submit(url, *, method='GET', params=None, headers=None, body=None, json=None, data=None,\n"
+     "       auth=None, tag=None, etag=None, empty_on=()) -> int\n\nQueue a request; "
+     "thread-safe, never blocks on the network. Exactly one Response per call, refused URLs "
+     "included. See CONTRACTS.md 3.x."},
+    {"add_auth", client_add_auth, METH_O,
+     "add_auth(spec) -> int\n\nRegister an auth spec dict once; pass the handle as "
+     "submit(auth=h)."},
+    {"set_limits", (PyCFunction)(void (*)(void))client_set_limits, METH_VARARGS | METH_KEYWORDS,
+     "set_limits(*, max_concurrency=None, rps=None)\n\nChange limits in flight (None: "
+     "unchanged; rps <= 0: unlimited). Returns once the engine applied them."},
     {"next", (PyCFunction)(void (*)(void))client_next_method, METH_VARARGS | METH_KEYWORDS,
      "next(timeout=None) -> Response | None\n\nWait (GIL released) for a finished request. None "
      "on timeout, when nothing is pending, or once closed. Ctrl-C interrupts it."},

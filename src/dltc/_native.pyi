@@ -42,9 +42,27 @@ class Response:
     def link_next(self) -> str | None: ...
     @property
     def content_encoding(self) -> Literal["gzip", "br"] | None: ...  # body still encoded (decompress="caller")
+    @property
+    def method(self) -> str: ...  # of the last hop, upper case (a 303 turns POST into GET)
+    @property
+    def final_url(self) -> str: ...  # after redirects; == url without any; never an auth API key
+    @property
+    def headers(self) -> list[tuple[str, str]]: ...  # final response, in order, names as sent
+    def header(self, name: str, default: str | None = None) -> str | None: ...  # first, case-insensitive
+
+# Auth specs (CONTRACTS.md 3.x), dicts with "type":
+#   {"type": "bearer", "token": str}
+#   {"type": "api_key", "name": str = "Authorization", "location": "header" | "query", "api_key": str}
+#   {"type": "http_basic", "username": str, "password": str}
+#   {"type": "oauth2_client_credentials", "access_token_url": str, "client_id": str,
+#    "client_secret": str, "access_token_request_data": dict = {}, "default_token_expiration": float = 3600,
+#    "client_auth": "body" | "basic" = "body"}
+AuthSpec = dict[str, Any]
+Params = Mapping[str, Any] | Iterable[tuple[str | bytes, Any]]
+Headers = Mapping[str, str | None] | Iterable[tuple[str, str | None]]
 
 class Client(Iterator[Response]):
-    """Concurrent GETs on a libcurl engine thread. Safe to share between threads."""
+    """Concurrent HTTP requests on a libcurl engine thread. Safe to share between threads."""
     def __init__(
         self,
         *,
@@ -71,10 +89,25 @@ class Client(Iterator[Response]):
         backoff_cap: float = 10.0,
         loop: Literal["poll", "epoll"] | None = None,
         decompress: Literal["engine", "caller"] = "engine",
+        auth: AuthSpec | int | Literal[False] | None = None,  # default auth of every request
     ) -> None: ...
     def submit(
-        self, url: str, *, tag: Any = None, etag: str | None = None, empty_on: Iterable[int] = ()
+        self,
+        url: str,
+        *,
+        method: str = "GET",
+        params: Params | None = None,  # appended to the query as requests encodes them
+        headers: Headers | None = None,  # replace client headers of the same name; None removes
+        body: bytes | None = None,  # raw; set Content-Type in headers
+        json: Any = None,  # json.dumps(allow_nan=False), Content-Type: application/json
+        data: Params | str | bytes | None = None,  # mapping: form-encoded; str/bytes: raw
+        auth: AuthSpec | int | Literal[False] | None = None,  # None: the client's; False: none
+        tag: Any = None,
+        etag: str | None = None,
+        empty_on: Iterable[int] = (),
     ) -> int: ...
+    def add_auth(self, spec: AuthSpec) -> int: ...  # a handle for submit(auth=...); same spec, same handle
+    def set_limits(self, *, max_concurrency: int | None = None, rps: float | None = None) -> None: ...
     def next(self, timeout: float | None = None) -> Response | None: ...
     def __iter__(self) -> Client: ...
     def __next__(self) -> Response: ...
