@@ -17,7 +17,7 @@ APT_PKGS := gcc make pkg-config python3-dev python3-venv libcurl4-openssl-dev \
 
 SOURCES := $(shell find csrc src tests/c tests/fuzz -type f \( -name '*.c' -o -name '*.h' -o -name '*.py' -o -name '*.pyi' -o -name 'meson.build' \) 2>/dev/null) meson.build meson.options pyproject.toml
 
-.PHONY: all setup build build-asan test test-c test-py test-asan demo bench clean lint fuzz
+.PHONY: all setup build build-asan test test-c test-py test-asan test-repeat demo bench clean lint fuzz
 all: build
 
 # ---- set-up -------------------------------------------------------------------
@@ -80,6 +80,23 @@ test-asan: build-asan
 	$(ASAN_ENV) $(VPY) -m pytest -q -p no:cacheprovider
 
 test: lint test-c test-py test-asan fuzz
+
+# `make test-repeat N=10`: the tests marked `timing` (they depend on wall-clock time,
+# scheduling or a race; see pyproject.toml), N runs in a row on the release build, all
+# run even after a failure; exits non-zero if any run failed. PYTEST_ARGS adds options,
+# e.g. PYTEST_ARGS='-k 429' to loop one test.
+N ?= 5
+PYTEST_ARGS ?=
+.PHONY: test-repeat
+test-repeat: build
+	@fails=0; for i in $$(seq 1 $(N)); do \
+	  t0=$$(date +%s); \
+	  if $(VPY) -m pytest -q -m timing -p no:cacheprovider $(PYTEST_ARGS) > build/test-repeat-$$i.log 2>&1; \
+	  then r=ok; else r=FAILED; fails=$$((fails + 1)); fi; \
+	  echo "test-repeat $$i/$(N): $$r in $$(( $$(date +%s) - t0 ))s: $$(tail -1 build/test-repeat-$$i.log)"; \
+	  [ $$r = ok ] || grep -E '^(FAILED|ERROR) ' build/test-repeat-$$i.log | sed 's/^/    /'; \
+	done; \
+	echo "test-repeat: $$fails of $(N) runs failed (logs: build/test-repeat-*.log)"; [ $$fails = 0 ]
 
 # ---- static analysis ------------------------------------------------------------
 # Configuration: .clang-format, .clang-tidy (checked in); cppcheck flags below.

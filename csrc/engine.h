@@ -48,7 +48,7 @@ struct dltc_engine_config {
                              dltc_response.encoding); 0: libcurl decodes */
 };
 
-/* Defaults of CONTRACTS.md section 3. Strings are not owned by the config. */
+/* Defaults of docs/CONTRACTS.md section 3. Strings are not owned by the config. */
 void dltc_engine_config_init(struct dltc_engine_config *cfg);
 
 /* One finished request. Owned by the caller of dltc_engine_next; free with

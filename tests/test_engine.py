@@ -257,36 +257,76 @@ def test_2000_requests_with_10pct_faults_each_delivered_once(data):
 
 # ---- adaptive concurrency -----------------------------------------------------------------
 
+@pytest.mark.timing
 @pytest.mark.parametrize("tls", [False, True], ids=["http1", "h2"])
 def test_429_adaptation_finds_max_parallel(data, tls):
+    """AIMD against nginx's limit_conn (csrc/limit.c): the window starts at the limit, grows by
+    one per success in slow start, drops on the first 429 to the level the server accepted
+    (never below half), then probes just above it by PROBE/cwnd per success. Every bound below
+    follows from that mechanism, not from how fast this machine is today."""
     d, meta = data
     paths = small_paths(meta)
-    limit, latency = 8, 0.05
+    limit, latency, probe = 8, 0.05, 0.125  # probe: DLTC_WINDOW_PROBE in csrc/limit.h
     with R.serve(d, latency_ms=latency * 1000, max_parallel=limit, tls=tls) as api:
         with Client(initial_concurrency=limit, max_concurrency=64, ca_file=api.ca_file) as c:
             n = 480
             t0 = time.monotonic()
             for i in range(n):
                 c.submit(api.base_url + paths[i % len(paths)])
-            got = drain(c, timeout=60)
+            got = drain(c, timeout=60 * SLOW)
             wall = time.monotonic() - t0
             st = c.stats()
-    assert all(r.error is None and r.status == 200 for r in got)
+    assert len(got) == n and all(r.error is None and r.status == 200 for r in got)
     if tls:  # every stream multiplexed on one connection, limited per stream
         assert st["http2"] == st["requests"] and st["connects"] <= 2
+    hist = [(t, w) for t, w in st["window_history"]]
+    ws = [w for _, w in hist]
     share = st["status_429"] / st["requests"]
-    goodput = n / wall / (limit / latency)
-    hist = [w for _, w in st["window_history"]]
-    print(f"goodput {goodput:.2f} of the limit, 429 share {share:.3f}, windows {hist[:20]}")
-    assert share <= 0.05
-    assert goodput >= (0.8 if not ASAN else 0.5)
-    # after the slow-start overshoot is corrected, the window hovers at the limit
-    first_drop = next(i for i in range(1, len(hist)) if hist[i] < hist[i - 1])
-    settled = sorted(hist[first_drop:])
-    assert limit - 1 <= settled[len(settled) // 2] <= limit + 1
-    assert max(settled) <= limit + 3
+    # goodput against what `limit` slots give at the latency this run really saw (p50: the
+    # replica's sleep plus whatever a loaded machine adds), so a slow machine does not count
+    p50 = st["latency_p50"]
+    goodput = n / wall / (limit / p50)
+    print(f"goodput {goodput:.2f} of the limit (p50 {p50 * 1000:.0f} ms), 429s "
+          f"{st['status_429']} (share {share:.3f}), windows {ws[:24]}")
+
+    # 1. It backs off: the window comes down to the limit after the slow-start overshoot. An
+    #    engine that never backs off never gets there (and its retries of 429s would fail).
+    peak = ws.index(max(ws))
+    assert max(ws) > limit, "slow start never probed past the limit"
+    settle = next((i for i in range(peak + 1, len(ws)) if ws[i] <= limit), None)
+    assert settle is not None, f"the window never came back to the limit: {ws}"
+    # 2. Once settled it stays near the limit. The level a 429 leaves (wmax) is what the
+    #    engine had in flight minus one, at most limit+1 (a reply still in transit when the
+    #    request started); above wmax+1 the window grows by only 1/cwnd per success and
+    #    nginx answers 429 to anything past the limit at once; the last round trip (fewer
+    #    requests left than the window) adds < 1 without a 429: max <= limit+3. A decrease
+    #    keeps at least half (BETA), and a 429 below the limit (h1: nginx still counting a
+    #    slot the engine has released) is regained at one per round trip, while the window
+    #    sits at wmax for limit/probe successes per probe: the time-weighted mean is in
+    #    [limit/2, limit+1]. An engine that overshoots forever fails the mean (and 3.).
+    after = ws[settle:]
+    assert max(after) <= limit + 3, ws
+    span = [(hist[i + 1][0] if i + 1 < len(hist) else max(wall, hist[i][0])) - hist[i][0]
+            for i in range(settle, len(hist))]
+    mean = sum(w * s for w, s in zip(after, span)) / sum(span) if sum(span) > 0 else after[0]
+    assert limit / 2 <= mean <= limit + 1, (mean, ws)
+    # 3. Few 429s. In slow start the window at most doubles before the first 429 comes
+    #    back (<= limit over), and each decrease takes at least one off (accepted level),
+    #    so the descent costs at most limit + (limit-1) + ... = limit*(limit+1)/2. After it,
+    #    each probe from wmax (>= limit-1) to wmax+1 takes (limit-1)/probe successes and
+    #    costs at most 2 429s (the epoch ignores the rest of the episode). An engine that
+    #    keeps one over the limit costs n/limit = 60 on top of its descent; one that never
+    #    backs off, thousands (and fails after max_attempts).
+    bound = limit * (limit + 1) / 2 + 2 * n * probe / (limit - 1)
+    assert st["status_429"] <= bound, (st["status_429"], bound, ws)
+    # 4. Goodput: after settling the window is >= limit/2 (mean above), and the queue keeps
+    #    it full, so at least half of what `limit` slots give; the tail (< one round trip
+    #    plus a 0.1 s backoff of the last 429s) is small against n/limit round trips. An
+    #    engine that collapses to a window of 1-2 gets <= 0.25.
+    assert goodput >= 0.5, (goodput, ws)
 
 
+@pytest.mark.timing
 def test_retry_after_zero_does_not_busy_loop(data):
     d, meta = data
     paths = small_paths(meta)
@@ -297,17 +337,26 @@ def test_retry_after_zero_does_not_busy_loop(data):
             got = drain(c, timeout=60)
             st = c.stats()
     assert all(r.error is None for r in got), [r.error for r in got if r.error][:3]
-    # the first burst overshoots (30 of 32), then the window settles: no 429 storm. A
-    # busy loop on Retry-After: 0 answers thousands of 429s; a loaded machine (slower
-    # transfers, so the 2 slots stay busy longer) a few dozen more than an idle one.
+    # The first burst overshoots (30 of 32 answered 429); each decrease then at most halves
+    # (BETA) and replies from an episode already shrunk for are ignored (epoch), so a
+    # halving descent 32 -> 16 -> 8 -> 4 -> 2 costs 30+14+6+2 = 52; at the limit a probe
+    # costs about one 429 per 2/PROBE = 16 successes (~7 here). 150 leaves room for a
+    # descent that steps to the accepted level instead of halving, and for a loaded machine
+    # (slower transfers keep the 2 slots busy longer). A busy loop on Retry-After: 0
+    # answers thousands, and its requests fail after max_attempts (asserted above).
     assert st["status_429"] < 150
-    assert st["window"] <= 3
+    # the window left: wmax (at most the limit + 1, a reply in transit) plus one probe
+    assert st["window"] <= 2 + 2
 
 
+@pytest.mark.timing
 def test_retry_after_seconds_pauses_the_host(data):
+    # Two requests start in the same engine loop turn for a limit of 1 while the replica
+    # holds each 250 ms, so a 429 is certain; the bound is a lower one (Retry-After: 1), and
+    # a loaded machine only makes a retried response later, never earlier.
     d, meta = data
     paths = small_paths(meta)
-    with R.serve(d, latency_ms=100, max_parallel=1, retry_after=1) as api:
+    with R.serve(d, latency_ms=250, max_parallel=1, retry_after=1) as api:
         with Client(initial_concurrency=2, max_concurrency=2, backoff_base=0.01) as c:
             for i in range(4):
                 c.submit(api.base_url + paths[i])
@@ -472,14 +521,17 @@ def test_empty_on_and_non_retryable_404(data):
 def test_ctrl_c_stops_iteration_promptly(data):
     d, meta = data
     script = textwrap.dedent("""
-        import sys, time
+        import signal, sys, time
         from dltc import Client
+        # a shell starts background jobs with SIGINT ignored, and Python then installs no
+        # KeyboardInterrupt handler: put it back, so the test does not depend on how it runs
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         base, paths = sys.argv[1], sys.argv[2:]
         c = Client()
         for i in range(64):
             c.submit(base + paths[i % len(paths)])
-        print("ready", flush=True)
         try:
+            print("ready", flush=True)
             for r in c:
                 pass
         except KeyboardInterrupt:
@@ -488,25 +540,29 @@ def test_ctrl_c_stops_iteration_promptly(data):
             print("interrupted", t, time.monotonic() - t, c.pending, flush=True)
             sys.exit(3)
     """)
-    with R.serve(d, latency_ms=5000) as api:
+    # The replica holds every reply 10 s: an engine that does not check for signals while
+    # waiting (next() waits in 50 ms slices, _native.c) or whose close() waits for its
+    # transfers takes ~10 s; the bounds below leave a loaded machine seconds of slack and
+    # still fail such an engine. SIGINT anywhere after "ready" lands in the try.
+    with R.serve(d, latency_ms=10000) as api:
         p = subprocess.Popen([sys.executable, "-c", script, api.base_url, *small_paths(meta)],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         try:
             assert p.stdout.readline().strip() == "ready"
-            time.sleep(0.5)  # now inside the iteration, waiting on the 5 s latency
+            time.sleep(0.5)  # most likely inside the iteration by now (either is caught)
             t_sig = time.monotonic()
             p.send_signal(signal.SIGINT)
-            out, err = p.communicate(timeout=10)
+            out, err = p.communicate(timeout=20)
             t_exit = time.monotonic()
         finally:
             if p.poll() is None:
                 p.kill()
     assert p.returncode == 3, err
     _, t_caught, close_s, pending = out.split()
-    assert float(t_caught) - t_sig < 0.2 * SLOW  # KeyboardInterrupt within 200 ms
-    assert float(close_s) < 0.5 * SLOW  # close() with 64 transfers in flight
+    assert float(t_caught) - t_sig < 2.0 * SLOW  # one 50 ms slice plus scheduling
+    assert float(close_s) < 2.0 * SLOW  # close() aborts 64 transfers in flight
     assert int(pending) == 0
-    assert t_exit - t_sig < 5
+    assert t_exit - t_sig < 7  # interpreter exit included; the replies would take 10 s
 
 
 def _rss_mb() -> float:
@@ -516,6 +572,7 @@ def _rss_mb() -> float:
     return 0.0
 
 
+@pytest.mark.timing
 def test_memory_flat_with_slow_consumer(data):
     d, meta = data
     months = month_paths(d)
@@ -537,12 +594,15 @@ def test_memory_flat_with_slow_consumer(data):
             peak_rss = max(peak_rss, _rss_mb())
         assert c.pending >= 1000
         c.close()
-    # never more finished-but-unconsumed than the queue plus what was in flight
+    # never more finished-but-unconsumed than the queue plus what was in flight: a hard
+    # cap of the engine, however the threads are scheduled
     assert peak_ahead <= qsize + conc
-    # bounded: bodies in the queue and in flight (x2 for buffer growth), not 1,000+
+    # bounded: bodies in the queue and in flight (x2 for buffer growth), not 1,000+; how
+    # far the engine runs ahead depends on scheduling, the cap above does not
     assert peak_rss - base_rss < (qsize + conc) * body_mb * 2 + 64, (peak_rss, base_rss, body_mb)
 
 
+@pytest.mark.timing
 def test_shared_by_threads_each_response_once(data):
     d, meta = data
     paths = small_paths(meta)
@@ -579,21 +639,30 @@ def test_shared_by_threads_each_response_once(data):
         assert set(ids) == set(submitted)
         assert all(r.tag == submitted[r.id] and r.error is None for r in received)
 
-    # close() from another thread wakes a waiting next(), which returns None
-    with R.serve(d, latency_ms=3000) as api:
+    # close() from another thread wakes a waiting next(), which returns None. The reply
+    # takes 10 s: a next() not woken by close() would wait for it (or its 50 ms slices
+    # would never see the close); 3 s leaves a loaded machine room and still fails that.
+    with R.serve(d, latency_ms=10000) as api:
         c = Client()
         c.submit(api.base_url + paths[0])
-        result = []
-        t = threading.Thread(target=lambda: result.append(c.next()))
+        result, started = [], threading.Event()
+
+        def waiter():
+            started.set()
+            result.append(c.next())
+
+        t = threading.Thread(target=waiter)
         t.start()
-        time.sleep(0.2)
+        started.wait(5)
+        time.sleep(0.3)  # the waiter holds the GIL until it is inside next()
         t0 = time.monotonic()
         c.close()
-        t.join(timeout=5)
+        t.join(timeout=8)
         assert not t.is_alive() and result == [None]
-        assert time.monotonic() - t0 < 1.0
+        assert time.monotonic() - t0 < 3.0
 
 
+@pytest.mark.timing
 def test_rps_token_bucket_paces_requests(data):
     d, meta = data
     paths = small_paths(meta)
@@ -604,11 +673,17 @@ def test_rps_token_bucket_paces_requests(data):
         got = drain(c)
         wall = time.monotonic() - t0
     assert all(r.error is None for r in got) and len(got) == 30
-    # a burst of 20 tokens, then 20/s: the last 10 need about 0.5 s
-    assert 0.4 <= wall < 3.0 * SLOW
+    # a burst of 20 tokens, then 20/s: the last 10 need 0.5 s, whatever the machine does
+    # (the lower bound is the bucket's). The upper one only catches a bucket far slower
+    # than its rate (1/s would take 10 s); a loaded machine adds well under 4.5 s to 30
+    # tiny requests.
+    assert 0.45 <= wall < 5.0 * SLOW
 
 
+@pytest.mark.timing
 def test_timeouts_are_retried_then_reported(data):
+    # the reply cannot come before 1.5 s, the timeout is 0.3 s: a loaded machine only makes
+    # the reply later, so both attempts time out on every run
     d, meta = data
     with R.serve(d, latency_ms=1500) as api, Client(timeout=0.3, max_attempts=2,
                                                     backoff_base=0.01) as c:
@@ -620,17 +695,22 @@ def test_timeouts_are_retried_then_reported(data):
     assert st["retries_by_cause"]["timeout"] == 1
 
 
+@pytest.mark.timing
 def test_max_retry_time_bounds_retries(data):
+    # No retry starts whose delay ends past max_retry_time from the first attempt: the wall
+    # is max_retry_time plus one immediate 500 (+ scheduling: 2.5 s of slack); without the
+    # budget, 100 attempts at up to backoff_cap (10 s) take minutes. A second attempt is
+    # certain: the first retry's delay is <= backoff_base, far inside the 1 s budget.
     d, meta = data
     path = small_paths(meta)[0]
     with R.serve(d, faults=f"seed=1,fail_path={path}") as api:
-        with Client(max_retry_time=0.5, max_attempts=100, backoff_base=0.2) as c:
+        with Client(max_retry_time=1.0, max_attempts=100, backoff_base=0.2) as c:
             t0 = time.monotonic()
             c.submit(api.base_url + path)
             r = c.next(timeout=20)
             wall = time.monotonic() - t0
     assert r.error and r.status == 500 and "max_retry_time" in r.error
-    assert 2 <= r.attempts < 100 and wall < 2.0
+    assert 2 <= r.attempts < 100 and wall < 1.0 + 2.5
 
 
 def test_cross_host_redirect_when_allowed_drops_secrets(tiny_server):

@@ -28,17 +28,25 @@ if not hasattr(dltc, "Client") and not hasattr(dltc._native, "Client"):
 
 from dltc.bench.chaos import game_uuids, months_of, players_of  # noqa: E402
 
-pytestmark = pytest.mark.timeout(180)
+# timing: the phase kills (normalize, load) land after a delay of at most 0.2 s, which must
+# be shorter than what is left of the phase (normalize + load of ~2,000 games take well over
+# a second; a loaded machine only makes them longer). The extract kills hold the child.
+pytestmark = [pytest.mark.timeout(180), pytest.mark.timing]
 
 # The child: one pipeline run split into its steps, announcing each on stdout, and a line
-# per response from the source's progress callback.
+# per response from the source's progress callback. With hold >= 0 the callback stops the
+# extract (sleeps until killed) once that many games are yielded: a kill armed by a REQ
+# line then lands inside extract however the two processes are scheduled (without the hold,
+# a parent descheduled for the rest of the extract would kill after it).
 CHILD = r"""
-import json, sys
+import json, sys, time
 from dltc.bench.chaos import make_pipeline, chess_source
-work, base, players, start, end, mode = sys.argv[1:]
+work, base, players, start, end, mode, hold = sys.argv[1:]
 pipe, db = make_pipeline(work, "kill9")
 def progress(p):
     print("REQ", p["requests"], p["games"], flush=True)
+    if 0 <= int(hold) <= p["games"]:
+        time.sleep(600)
 src = chess_source(base, json.loads(players), start, end, max_concurrency=8, batch_rows=300,
                    progress=progress)
 if mode == "run":
@@ -73,9 +81,10 @@ def data(tmp_path_factory):
     return d
 
 
-def spawn(work, base, players, start, end, mode):
+def spawn(work, base, players, start, end, mode, hold=-1):
     return subprocess.Popen(
-        [sys.executable, "-c", CHILD, str(work), base, json.dumps(players), start, end, mode],
+        [sys.executable, "-c", CHILD, str(work), base, json.dumps(players), start, end, mode,
+         str(hold)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=os.environ.copy())
 
 
@@ -110,7 +119,8 @@ def test_kill9_then_next_run_loads_every_game_once(data, tmp_path, name, arm, ga
     expected = set(R.load_games(str(data), players, start, end))
     # Latency keeps extract long enough (~ a few seconds) to land inside it.
     with R.serve(str(data), latency_ms=20) as api:
-        p = spawn(tmp_path, api.base_url, players, start, end, "steps")
+        p = spawn(tmp_path, api.base_url, players, start, end, "steps",
+                  hold=games if arm == "REQ" else -1)
         q = lines_of(p)
         seen: list[str] = []
         killed_at = None

@@ -237,7 +237,12 @@ def test_tls_http2_verified_against_printed_ca(tiny):
 
 # ---- latency ---------------------------------------------------------------------------------
 
+@pytest.mark.timing
 def test_latency_and_jitter(tiny):
+    # Lower bounds are nginx's (echo_sleep): a loaded machine only adds to them. Upper bounds
+    # are on the median only (a single request may be descheduled for 100+ ms): configured
+    # latency + jitter + 100 ms, which a replica that ignored the setting (or doubled it)
+    # still exceeds.
     path = f"/pub/player/{players(tiny)[0]}"
     with serve(tiny, latency_ms=50) as api:
         c = http.client.HTTPConnection("127.0.0.1", api.port, timeout=10)
@@ -259,8 +264,10 @@ def test_latency_and_jitter(tiny):
             t = time.perf_counter()
             assert get(api, path, conn=c)[0] == 200
             ts.append((time.perf_counter() - t) * 1000)
-        assert min(ts) >= 18 and max(ts) <= 200, ts
-        assert max(ts) - min(ts) >= 20, ts        # values do spread
+        assert min(ts) >= 18 and statistics.median(ts) <= 60 + 40 + 100, ts
+        # values do spread: 30 draws from 60 +- 40 ms all within 20 ms of each other has a
+        # probability below 1e-15 (the spread only grows when the machine is loaded)
+        assert max(ts) - min(ts) >= 20, ts
 
 
 # ---- faults ----------------------------------------------------------------------------------

@@ -6,7 +6,7 @@ source), ``dltc.read_json`` (JSON bytes to Arrow, strictly), the fetch ``Client`
 """
 
 from dltc._native import FetchError, JSONDecodeError, curl_version, version
-from dltc._native import Client, Response, inflate  # the fetch engine (CONTRACTS.md section 3)
+from dltc._native import Client, Response, inflate  # the fetch engine (docs/CONTRACTS.md section 3)
 from dltc.json import read_json
 
 __version__ = version()

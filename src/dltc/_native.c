@@ -1659,7 +1659,7 @@ static PyType_Slot decoder_slots[] = {
     {Py_tp_new, PyType_GenericNew},
     {Py_tp_dealloc, decoder_dealloc},
     {Py_tp_methods, decoder_methods},
-    {Py_tp_doc, "Decoder(plan): schema-directed JSON to Arrow (see CONTRACTS.md section 4)."},
+    {Py_tp_doc, "Decoder(plan): schema-directed JSON to Arrow (see docs/CONTRACTS.md section 4)."},
     {0, NULL},
 };
 

@@ -100,7 +100,7 @@ def inflate(
 
 
 # ---- decoder ----
-# Decoder: JSON documents -> Arrow tables (see CONTRACTS.md section 4 and csrc/decode.h).
+# Decoder: JSON documents -> Arrow tables (see docs/CONTRACTS.md section 4, csrc/decode.h).
 #
 # plan keys (all optional): "selector": str | None, "columns": [{"path": [str, ...],
 # "type": "text"|"bigint"|"double"|"bool"|"timestamp"|"date"|"json", "nullable": bool,

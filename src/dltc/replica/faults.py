@@ -60,7 +60,7 @@ class FaultPlan:
 
 
 def parse_spec(spec: str | dict | None) -> FaultPlan | None:
-    """Parse 'seed=7,p500=0.02,...,fail_path=/pub/...' (see CONTRACTS.md); None/'' -> None.
+    """Parse 'seed=7,p500=0.02,...,fail_path=/pub/...' (docs/CONTRACTS.md section 5); None/'' -> None.
     A dict {"seed": 7, "p500": 0.02, "fail_path": [...]} is accepted too."""
     if isinstance(spec, dict):
         parts = []
