@@ -419,5 +419,16 @@ def test_generated_captures_equal_lookup(records: list[dict[str, Any]]) -> None:
 )
 def test_select_fallback_equals_dlt(doc: Any, selector: str) -> None:
     assert compile_selector(selector) is None
-    ours, _ = dltc_select(select_fallback(json.dumps(doc).encode(), selector), {"records_path": []})
+    body = json.dumps(doc).encode()
+    ours, _ = dltc_select(select_fallback(body, selector), {"records_path": []})
     assert same_records(ours, dlt_records(doc, selector))
+    # the caller that parsed the body for its paginator passes the document
+    assert select_fallback(body, selector, document=json.loads(body)) == select_fallback(body, selector)
+
+
+def test_select_fallback_raises_dlts_error() -> None:
+    from jsonpath_ng.exceptions import JsonPathParserError
+
+    assert compile_selector("data[") is None
+    with pytest.raises(JsonPathParserError):
+        select_fallback(b'{"data": []}', "data[")

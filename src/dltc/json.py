@@ -635,6 +635,9 @@ def detected_selector(path: Sequence[str]) -> str:
     return ".".join(path) if path else "$"
 
 
+_NO_DOCUMENT: Any = object()
+
+
 class _Parsed:
     """The one thing dlt's extract_response asks of a response: .json()."""
 
@@ -647,11 +650,14 @@ class _Parsed:
         return self._value
 
 
-def select_fallback(body: bytes | bytearray | memoryview | str, data_selector: Any) -> bytes:
+def select_fallback(
+    body: bytes | bytearray | memoryview | str, data_selector: Any, *, document: Any = _NO_DOCUMENT
+) -> bytes:
     """The records dlt selects from ``body`` with a selector beyond the subset, as a JSON
     array document to feed a decoder whose plan has ``"records_path": []``.
 
-    This is the one path that parses a body in Python: ``json.loads``, then dlt's own
+    This is the one path that parses a body in Python: ``json.loads`` (or the ``document``
+    the caller already parsed for its paginator), then dlt's own
     ``RESTClient.extract_response`` (``jsonpath.find_values``, the single-match unwrap,
     None -> no records, a single value -> one record), then ``json.dumps``. Raises what dlt
     raises for a selector it cannot parse."""
@@ -659,7 +665,9 @@ def select_fallback(body: bytes | bytearray | memoryview | str, data_selector: A
 
     from dlt.sources.helpers.rest_client.client import RESTClient
 
-    if isinstance(body, (bytearray, memoryview)):
-        body = bytes(body)
-    records = RESTClient.extract_response(None, _Parsed(json.loads(body)), data_selector)  # type: ignore[arg-type]
+    if document is _NO_DOCUMENT:
+        if isinstance(body, (bytearray, memoryview)):
+            body = bytes(body)
+        document = json.loads(body)
+    records = RESTClient.extract_response(None, _Parsed(document), data_selector)  # type: ignore[arg-type]
     return json.dumps(records, separators=(",", ":")).encode("ascii")
