@@ -52,11 +52,66 @@ struct frame {
   int64_t idx;
 };
 
+/* One captured value; strings and JSON text live in the decoder's capture arena. */
+struct capval {
+  uint8_t kind; /* enum dltc_capture_kind */
+  int64_t i;
+  double f;
+  size_t off, n; /* in the arena */
+};
+
+/* What a speculative decode changed, to undo it: rows of each table (in a marks array),
+ * the undo log, counters, captures and where its skeleton text starts. */
+struct spec_mark {
+  size_t ntables;
+  size_t undo;
+  struct dltc_decoder_stats st;
+  size_t caprows, arena;
+};
+
 struct dltc_decoder {
   struct dltc_schema s;
   int32_t root_table, rejects_table;
   char *selector;
   size_t selector_len;
+  /* where the records are: DOCUMENT (selector or document), PATH (steps), AUTO */
+  int records;
+  struct dltc_path_step *steps; /* selector (1 step) or the records path; owned */
+  size_t nsteps;
+  char *steps_keys; /* the steps' key bytes; owned */
+  char **auto_keys;
+  size_t *auto_keys_len;
+  size_t nauto_keys;
+  int auto_max_keys;
+  /* per document: the path used, matches, auto's candidate */
+  int last_ok;
+  struct dltc_path_step *found; /* AUTO: the detected path (auto_max_keys steps) */
+  size_t nfound;
+  char *found_buf;
+  size_t found_cap;
+  int report_found; /* records_path reports `found` (else `steps`) */
+  int64_t nmatch;
+  int first_kind; /* first byte of the first match */
+  int64_t first_start, first_end;
+  int first_depth, first_npath;
+  struct spec_mark first_mark; /* before the first match (rows in marks_alt) */
+  int auto_won, auto_cand;
+  int64_t cand_start, cand_end;
+  size_t cand_skel; /* skeleton offset of the candidate's "[]" */
+  /* skeleton */
+  int64_t skel_cap; /* 0: off */
+  char *skel;
+  size_t skel_len, skel_alloc;
+  int skel_over;
+  int64_t skel_over_off;
+  char skel_over_path[DLTC_ERROR_PATH_SIZE];
+  /* row captures */
+  size_t ncap;
+  int32_t *cap_node; /* node per capture, -1: the record itself */
+  struct capval *caps;
+  size_t caprows, capalloc; /* rows; entries allocated */
+  char *arena;
+  size_t arena_len, arena_cap;
   int infer, mode_columns, mode_data_type, mode_tables, child_tables, dlt_ids;
   char *load_id;
   size_t load_id_len;
@@ -73,9 +128,10 @@ struct dltc_decoder {
   struct dltc_decoder_stats st;
   char *scratch; /* decoded keys / strings that cannot go straight to a column */
   size_t scratch_cap;
-  int64_t *marks_doc, *marks_rec;
+  int64_t *marks_doc, *marks_rec, *marks_alt;
   size_t marks_cap;
-  struct frame *frames;
+  struct frame *frames;        /* 3 x (max_depth + 8): the path, a saved path, a spare */
+  size_t nframes;              /* max_depth + 8 */
   struct pending_reject *pend; /* rejects of the current root record */
   int npend, cappend;
   uint8_t rnd[4096];
@@ -96,6 +152,8 @@ struct parser {
   size_t url_len;
   int discard;        /* current root record is dropped (discard_row) */
   const char *vstart; /* start of the value being stored (freeze errors point here) */
+  size_t nsteps;      /* records path steps for this document */
+  int64_t caprow;     /* capture row of the current root record */
 };
 
 /* value kinds reuse enum dltc_type: TEXT, BIGINT, DOUBLE, BOOL, JSON */
@@ -1015,6 +1073,7 @@ static int store(struct parser *ps, int32_t node, const struct value *v) {
 /* ---- records ------------------------------------------------------------------------------ */
 
 static int parse_value(struct parser *ps, int32_t node);
+static int capture_value(struct parser *ps, int32_t node, const char *vs);
 static int parse_record(struct parser *ps, int32_t ti, const char *parent_id, size_t parent_id_len,
                         int64_t idx);
 
@@ -1116,9 +1175,12 @@ static int parse_object(struct parser *ps, int32_t obj) {
     skip_ws(ps);
     if ((rc = push_key(ps, kraw, krawn)))
       return rc;
-    if (node >= 0)
+    if (node >= 0) {
+      const char *vs = ps->p;
       rc = parse_value(ps, node);
-    else
+      if (UNLIKELY(s->nodes[node].captured) && !rc)
+        rc = capture_value(ps, node, vs);
+    } else
       rc = skip_value(ps);
     if (rc)
       return rc;
@@ -1600,6 +1662,10 @@ static int marks_reserve(struct parser *ps) {
   if (!b)
     return fail(ps, DLTC_ENOMEM, "out of memory");
   d->marks_rec = b;
+  int64_t *m = dltc__realloc(d->marks_alt, c * sizeof *m);
+  if (!m)
+    return fail(ps, DLTC_ENOMEM, "out of memory");
+  d->marks_alt = m;
   d->marks_cap = c;
   return 0;
 }
@@ -1638,6 +1704,147 @@ static int flush_pending(struct parser *ps, const char *rec, size_t recn) {
   return rc ? fail_from(ps, rc) : 0;
 }
 
+/* ---- row captures ------------------------------------------------------------------------- */
+
+#define CAPTURE_MAX_BYTES ((size_t)1 << 30) /* captured text of one document */
+
+/* The capture row of a new root record, every value missing. */
+static int capture_row(struct parser *ps) {
+  struct dltc_decoder *d = ps->d;
+  size_t need = (d->caprows + 1) * d->ncap;
+  if (need > d->capalloc) {
+    size_t c = d->capalloc ? d->capalloc * 2 : 64 * d->ncap;
+    while (c < need)
+      c *= 2;
+    struct capval *n = dltc__realloc(d->caps, c * sizeof *n);
+    if (!n)
+      return fail(ps, DLTC_ENOMEM, "out of memory (row captures)");
+    d->caps = n;
+    d->capalloc = c;
+  }
+  memset(&d->caps[d->caprows * d->ncap], 0, d->ncap * sizeof *d->caps); /* DLTC_CAP_MISSING */
+  ps->caprow = (int64_t)d->caprows++;
+  return 0;
+}
+
+/* Room for n more bytes in the capture arena, or NULL (error recorded). */
+static char *arena_reserve(struct parser *ps, size_t n) {
+  struct dltc_decoder *d = ps->d;
+  if (n > CAPTURE_MAX_BYTES - d->arena_len) {
+    fail_ll(ps, DLTC_ELIMIT, "row captures of one document over %lld bytes",
+            (long long)CAPTURE_MAX_BYTES);
+    return NULL;
+  }
+  if (d->arena_len + n > d->arena_cap) {
+    size_t c = d->arena_cap ? d->arena_cap : 4096;
+    while (c < d->arena_len + n)
+      c *= 2;
+    char *a = dltc__realloc(d->arena, c);
+    if (!a) {
+      fail(ps, DLTC_ENOMEM, "out of memory (row captures)");
+      return NULL;
+    }
+    d->arena = a;
+    d->arena_cap = c;
+  }
+  return d->arena + d->arena_len;
+}
+
+/* Copy the validated JSON text [s, e) to dst without the whitespace between tokens;
+ * returns the bytes written (<= e - s). */
+static size_t compact_into(char *dst, const char *s, const char *e) {
+  char *o = dst;
+  int in_str = 0;
+  for (const char *q = s; q < e; q++) {
+    char c = *q;
+    if (in_str) {
+      *o++ = c;
+      if (c == '\\')
+        *o++ = *++q;
+      else if (c == '"')
+        in_str = 0;
+      continue;
+    }
+    if (c == ' ' || c == '\n' || c == '\r' || c == '\t')
+      continue;
+    if (c == '"')
+      in_str = 1;
+    *o++ = c;
+  }
+  return (size_t)(o - dst);
+}
+
+/* Capture i of the current row := the validated value [s, e). */
+static int capture_set(struct parser *ps, size_t i, const char *s, const char *e) {
+  struct dltc_decoder *d = ps->d;
+  struct capval *cv = &d->caps[(size_t)ps->caprow * d->ncap + i];
+  char *o;
+  switch (*s) {
+  case 'n': cv->kind = DLTC_CAP_NULL; return 0;
+  case 't': cv->kind = DLTC_CAP_TRUE; return 0;
+  case 'f': cv->kind = DLTC_CAP_FALSE; return 0;
+  case '"':
+    if (!(o = arena_reserve(ps, (size_t)(e - s))))
+      return ps->err ? ps->err->code : DLTC_ENOMEM;
+    cv->kind = DLTC_CAP_STRING;
+    cv->off = d->arena_len;
+    cv->n = unescape(s + 1, (size_t)(e - s) - 2, o);
+    d->arena_len += cv->n;
+    return 0;
+  case '{':
+  case '[':
+    if (!(o = arena_reserve(ps, (size_t)(e - s))))
+      return ps->err ? ps->err->code : DLTC_ENOMEM;
+    cv->kind = DLTC_CAP_JSON;
+    cv->off = d->arena_len;
+    cv->n = compact_into(o, s, e);
+    d->arena_len += cv->n;
+    return 0;
+  default: {
+    const char *q;
+    int k = dltc__num_parse(s, e, &q, &cv->i, &cv->f);
+    if (k == DLTC_NUM_INT) {
+      cv->kind = DLTC_CAP_INT;
+      return 0;
+    }
+    size_t n = (size_t)(e - s);
+    if (memchr(s, '.', n) || memchr(s, 'e', n) || memchr(s, 'E', n)) {
+      cv->kind = DLTC_CAP_DOUBLE;
+      return 0;
+    }
+    /* an integer beyond int64: json.loads makes it a Python int, so keep its digits */
+    if (!(o = arena_reserve(ps, n)))
+      return ps->err ? ps->err->code : DLTC_ENOMEM;
+    memcpy(o, s, n);
+    cv->kind = DLTC_CAP_BIGINT;
+    cv->off = d->arena_len;
+    cv->n = n;
+    d->arena_len += n;
+    return 0;
+  }
+  }
+}
+
+/* After the value [vs, ps->p) of a captured node of the current root record. */
+NOINLINE static int capture_value(struct parser *ps, int32_t node, const char *vs) {
+  struct dltc_decoder *d = ps->d;
+  int rc;
+  for (size_t i = 0; i < d->ncap; i++)
+    if (d->cap_node[i] == node && (rc = capture_set(ps, i, vs, ps->p)))
+      return rc;
+  return 0;
+}
+
+/* After a root record [start, ps->p): the captures of the record itself. */
+static int capture_self(struct parser *ps, const char *start) {
+  struct dltc_decoder *d = ps->d;
+  int rc;
+  for (size_t i = 0; i < d->ncap; i++)
+    if (d->cap_node[i] < 0 && (rc = capture_set(ps, i, start, ps->p)))
+      return rc;
+  return 0;
+}
+
 /* One root record (an element of the records array, or the document). */
 static int root_record(struct parser *ps) {
   struct dltc_decoder *d = ps->d;
@@ -1651,7 +1858,11 @@ static int root_record(struct parser *ps) {
   size_t umark = dltc__undo_mark(s);
   const char *start = ps->p;
   ps->discard = 0;
+  if (UNLIKELY(d->ncap) && (rc = capture_row(ps)))
+    return rc;
   if ((rc = parse_record(ps, d->root_table, NULL, 0, 0)))
+    return rc;
+  if (UNLIKELY(d->ncap) && (rc = capture_self(ps, start)))
     return rc;
   if (UNLIKELY(d->npend)) {
     if (ps->discard) {
@@ -1689,79 +1900,447 @@ static int parse_records_array(struct parser *ps) {
   }
 }
 
-/* The records of the document: selector key's value, or the document itself. */
+/* ---- records path and skeleton ------------------------------------------------------------ */
+
+NOINLINE static void skel_overflow(struct parser *ps, const char *at) {
+  struct dltc_decoder *d = ps->d;
+  d->skel_over = 1;
+  d->skel_over_off = at - ps->base;
+  path_format(ps, d->skel_over_path, sizeof d->skel_over_path);
+}
+
+/* Append n bytes to the skeleton (no-op without one, or once over its cap: at is where
+ * the value that crossed it starts). */
+static int skel_put(struct parser *ps, const char *t, size_t n, const char *at) {
+  struct dltc_decoder *d = ps->d;
+  if (LIKELY(!d->skel_cap) || d->skel_over)
+    return 0;
+  if (n > (size_t)d->skel_cap - d->skel_len) {
+    skel_overflow(ps, at);
+    return 0;
+  }
+  if (d->skel_len + n > d->skel_alloc) {
+    size_t c = d->skel_alloc ? d->skel_alloc : 1024;
+    while (c < d->skel_len + n)
+      c *= 2;
+    char *b = dltc__realloc(d->skel, c);
+    if (!b)
+      return fail(ps, DLTC_ENOMEM, "out of memory (skeleton)");
+    d->skel = b;
+    d->skel_alloc = c;
+  }
+  memcpy(d->skel + d->skel_len, t, n);
+  d->skel_len += n;
+  return 0;
+}
+#define SKEL(ps, lit) skel_put(ps, lit, sizeof(lit) - 1, (ps)->p)
+
+/* The validated value [s, e) into the skeleton, without whitespace between tokens. */
+static int skel_compact(struct parser *ps, const char *s, const char *e) {
+  if (LIKELY(!ps->d->skel_cap) || ps->d->skel_over)
+    return 0;
+  const char *run = s;
+  int in_str = 0, rc;
+  for (const char *q = s; q < e; q++) {
+    char c = *q;
+    if (in_str) {
+      if (c == '\\')
+        q++;
+      else if (c == '"')
+        in_str = 0;
+      continue;
+    }
+    if (c == '"')
+      in_str = 1;
+    else if (c == ' ' || c == '\n' || c == '\r' || c == '\t') {
+      if (q > run && (rc = skel_put(ps, run, (size_t)(q - run), s)))
+        return rc;
+      run = q + 1;
+    }
+  }
+  return e > run ? skel_put(ps, run, (size_t)(e - run), s) : 0;
+}
+
+/* A value that holds no records: validated, and copied to the skeleton. */
+static int copy_value(struct parser *ps) {
+  const char *s = ps->p;
+  int rc = skip_value(ps);
+  return rc ? rc : skel_compact(ps, s, ps->p);
+}
+
+/* At '{' or '[' of a container the walk looks into: depth, and the opening byte to the
+ * skeleton; *empty when it closes at once (then consumed and written too). */
+static int walk_open(struct parser *ps, char close, int *empty) {
+  *empty = 0;
+  if (UNLIKELY(++ps->depth > ps->d->max_depth))
+    return fail_ll(ps, DLTC_ELIMIT, "nesting deeper than max_depth (%lld)", ps->d->max_depth);
+  int rc = skel_put(ps, ps->p, 1, ps->p);
+  ps->p++;
+  skip_ws(ps);
+  if (rc)
+    return rc;
+  if (ps->p < ps->end && *ps->p == close) {
+    ps->p++;
+    ps->depth--;
+    *empty = 1;
+    return skel_put(ps, &close, 1, ps->p);
+  }
+  return 0;
+}
+
+/* At a member of an object the walk looks into: the raw key (*k, *kn, *esc) and ':' into
+ * the skeleton (after a ',' unless first), its frame pushed, ps->p at the value. */
+static int walk_key(struct parser *ps, int first, const char **k, size_t *kn, int *esc) {
+  int rc;
+  *k = NULL; /* defined outputs on every path (the analyzer cannot see fail() != 0) */
+  *kn = 0;
+  *esc = 0;
+  if (ps->p >= ps->end || *ps->p != '"')
+    return fail(ps, DLTC_EPARSE, "expected a key");
+  const char *q = ps->p;
+  if ((rc = scan_string(ps, k, kn, esc)))
+    return rc;
+  if ((!first && (rc = SKEL(ps, ","))) || (rc = skel_put(ps, q, (size_t)(ps->p - q), q)))
+    return rc;
+  skip_ws(ps);
+  if (ps->p >= ps->end || *ps->p != ':')
+    return fail(ps, DLTC_EPARSE, "expected ':'");
+  ps->p++;
+  skip_ws(ps);
+  if ((rc = SKEL(ps, ":")))
+    return rc;
+  if ((rc = push_key(ps, *k, *kn)))
+    return rc;
+  if (ps->p >= ps->end)
+    return fail(ps, DLTC_EPARSE, "unexpected end of input");
+  return 0;
+}
+
+/* After a member's value: ',' (*more = 1) or '}' (*more = 0, depth restored, '}'
+ * written); pops the member's frame. */
+static int walk_next(struct parser *ps, int *more) {
+  skip_ws(ps);
+  *more = 0;
+  if (ps->p >= ps->end)
+    return fail(ps, DLTC_EPARSE, "unexpected end of input in object");
+  if (*ps->p == ',') {
+    ps->npath--;
+    ps->p++;
+    skip_ws(ps);
+    *more = 1;
+    return 0;
+  }
+  if (*ps->p == '}') {
+    ps->npath--;
+    ps->p++;
+    ps->depth--;
+    return SKEL(ps, "}");
+  }
+  return fail(ps, DLTC_EPARSE, "expected ',' or '}'");
+}
+
+/* *hit: the raw key (escaped when esc) is w. */
+static int key_is(struct parser *ps, const char *k, size_t kn, int esc, const char *w, size_t wn,
+                  int *hit) {
+  if (LIKELY(!esc)) {
+    *hit = kn == wn && (kn == 0 || memcmp(k, w, kn) == 0);
+    return 0;
+  }
+  int rc = scratch_reserve(ps, kn + 1);
+  if (rc)
+    return rc;
+  size_t un = unescape(k, kn, ps->d->scratch);
+  *hit = un == wn && (un == 0 || memcmp(ps->d->scratch, w, un) == 0);
+  return 0;
+}
+
+/* Record what a speculative decode may change: rows per table (in marks_alt), the undo
+ * log, counters and captures. */
+static int mark_save(struct parser *ps, struct spec_mark *m) {
+  struct dltc_decoder *d = ps->d;
+  struct dltc_schema *s = ps->s;
+  int rc = marks_reserve(ps);
+  if (rc)
+    return rc;
+  m->ntables = s->ntables;
+  for (size_t i = 0; i < s->ntables; i++)
+    d->marks_alt[i] = s->tables[i].nrows;
+  m->undo = dltc__undo_mark(s);
+  m->st = d->st;
+  m->caprows = d->caprows;
+  m->arena = d->arena_len;
+  return 0;
+}
+
+/* Undo everything decoded since mark_save (nothing else may have decoded since). */
+static void mark_restore(struct parser *ps, const struct spec_mark *m) {
+  struct dltc_decoder *d = ps->d;
+  dltc__undo_rollback(ps->s, m->undo);
+  rollback_rows(ps->s, d->marks_alt, m->ntables);
+  d->st = m->st;
+  d->caprows = m->caprows;
+  d->arena_len = m->arena;
+}
+
+/* found := n steps (keys copied; escaped when esc). */
+static int found_set(struct dltc_decoder *d, const struct dltc_path_step *st, size_t n, int esc) {
+  size_t total = 1;
+  for (size_t i = 0; i < n; i++)
+    total += st[i].key ? st[i].len : 0;
+  if (total > d->found_cap) {
+    char *b = dltc__realloc(d->found_buf, total);
+    if (!b)
+      return DLTC_ENOMEM;
+    d->found_buf = b;
+    d->found_cap = total;
+  }
+  size_t off = 0;
+  for (size_t i = 0; i < n; i++) {
+    size_t len = 0;
+    if (st[i].key) {
+      if (esc)
+        len = unescape(st[i].key, st[i].len, d->found_buf + off);
+      else {
+        memcpy(d->found_buf + off, st[i].key, st[i].len);
+        len = st[i].len;
+      }
+    }
+    d->found[i].key = st[i].key ? d->found_buf + off : NULL; /* found_buf stays put now */
+    d->found[i].len = len;
+    off += len;
+  }
+  d->nfound = n;
+  return 0;
+}
+
+/* Decode the first match again as one record: a second match showed that the matches
+ * themselves are the records (dlt unwraps a single match only). The first match was a
+ * list (decoded as its elements) or null (no record). */
+NOINLINE static int redecode_first(struct parser *ps) {
+  struct dltc_decoder *d = ps->d;
+  mark_restore(ps, &d->first_mark);
+  const char *p = ps->p;
+  int depth = ps->depth, npath = ps->npath;
+  struct frame *cur = d->frames, *saved = d->frames + d->nframes, *spare = saved + d->nframes;
+  memcpy(spare, cur, (size_t)npath * sizeof *cur);
+  memcpy(cur, saved, (size_t)d->first_npath * sizeof *cur);
+  ps->p = ps->base + d->first_start;
+  ps->depth = d->first_depth;
+  ps->npath = d->first_npath;
+  int rc = root_record(ps);
+  if (!rc && ps->p != ps->base + d->first_end)
+    rc = fail(ps, DLTC_EINVAL, "internal: the first match decoded to another end");
+  memcpy(cur, spare, (size_t)npath * sizeof *cur);
+  ps->p = p;
+  ps->depth = depth;
+  ps->npath = npath;
+  return rc;
+}
+
+/* The value at the end of the records path. DOCUMENT: a list's elements are the records,
+ * anything else is one (with a selector, null is none). PATH and AUTO, as dlt's
+ * extract_response: a single match is unwrapped (a list: its elements; null: none;
+ * anything else: one record); with two or more matches each match is one record. Lists
+ * the records come from are [] in the skeleton. */
+static int match(struct parser *ps) {
+  struct dltc_decoder *d = ps->d;
+  const char *start = ps->p;
+  char c = *start;
+  int rc;
+  if (d->records == DLTC_RECORDS_DOCUMENT) {
+    if (c == '[')
+      return (rc = parse_records_array(ps)) ? rc : skel_put(ps, "[]", 2, start);
+    if (c == 'n' && d->selector)
+      return copy_value(ps);
+    return (rc = root_record(ps)) ? rc : skel_compact(ps, start, ps->p);
+  }
+  if (d->nmatch++ == 0) {
+    if ((rc = mark_save(ps, &d->first_mark)))
+      return rc;
+    d->first_kind = (unsigned char)c;
+    d->first_start = start - ps->base;
+    d->first_depth = ps->depth;
+    d->first_npath = ps->npath;
+    memcpy(d->frames + d->nframes, d->frames, (size_t)ps->npath * sizeof *d->frames);
+    if (c == '[')
+      rc = (rc = parse_records_array(ps)) ? rc : skel_put(ps, "[]", 2, start);
+    else if (c == 'n')
+      rc = copy_value(ps);
+    else
+      rc = (rc = root_record(ps)) ? rc : skel_compact(ps, start, ps->p);
+    d->first_end = ps->p - ps->base;
+    return rc;
+  }
+  if (d->nmatch == 2 && (d->first_kind == '[' || d->first_kind == 'n') && (rc = redecode_first(ps)))
+    return rc;
+  if ((rc = root_record(ps)))
+    return rc;
+  return c == '[' ? skel_put(ps, "[]", 2, start) : skel_compact(ps, start, ps->p);
+}
+
+/* At a value `level` steps down the records path. */
+static int walk(struct parser *ps, size_t level) {
+  struct dltc_decoder *d = ps->d;
+  int rc, empty = 0, more = 0;
+  if (UNLIKELY(ps->p >= ps->end))
+    return fail(ps, DLTC_EPARSE, "unexpected end of input");
+  if (level == ps->nsteps)
+    return match(ps);
+  const struct dltc_path_step *st = &d->steps[level];
+  char c = *ps->p;
+  if (c == '{') {
+    if ((rc = walk_open(ps, '}', &empty)) || empty)
+      return rc;
+    for (int first = 1;; first = 0) {
+      const char *k;
+      size_t kn;
+      int esc, hit = 1;
+      if ((rc = walk_key(ps, first, &k, &kn, &esc)))
+        return rc;
+      if (st->key && (rc = key_is(ps, k, kn, esc, st->key, st->len, &hit)))
+        return rc;
+      if ((rc = hit ? walk(ps, level + 1) : copy_value(ps)))
+        return rc;
+      if ((rc = walk_next(ps, &more)) || !more)
+        return rc;
+    }
+  }
+  if (c == '[' && !st->key) {
+    if ((rc = walk_open(ps, ']', &empty)) || empty)
+      return rc;
+    for (int64_t idx = 0;; idx++) {
+      if ((rc = push_idx(ps, idx)) || (rc = walk(ps, level + 1)) || (rc = array_next(ps, &more)))
+        return rc;
+      if (!more)
+        return SKEL(ps, "]");
+      if ((rc = SKEL(ps, ",")))
+        return rc;
+    }
+  }
+  if (d->records == DLTC_RECORDS_DOCUMENT)
+    return fail_fmt(ps, DLTC_EPARSE, "expected an object holding \"%s\"%s", 0, d->selector, "");
+  return copy_value(ps); /* not an object or array here: no match below */
+}
+
+/* *rec: the raw key names records for auto-detection. */
+static int auto_key(struct parser *ps, const char *k, size_t kn, int esc, int *rec) {
+  struct dltc_decoder *d = ps->d;
+  *rec = 0;
+  for (size_t i = 0; i < d->nauto_keys && !*rec; i++) {
+    int rc = key_is(ps, k, kn, esc, d->auto_keys[i], d->auto_keys_len[i], rec);
+    if (rc)
+      return rc;
+  }
+  return 0;
+}
+
+/* A record list no longer wins: undo its rows and put it back into the skeleton. */
+NOINLINE static int auto_drop_candidate(struct parser *ps) {
+  struct dltc_decoder *d = ps->d;
+  int rc;
+  mark_restore(ps, &d->first_mark);
+  d->auto_cand = 0;
+  if (!d->skel_cap || d->skel_over)
+    return 0;
+  size_t tail = d->skel_len - d->cand_skel - 2;
+  if ((rc = scratch_reserve(ps, tail + 1)))
+    return rc;
+  memcpy(d->scratch, d->skel + d->cand_skel + 2, tail);
+  d->skel_len = d->cand_skel;
+  if ((rc = skel_compact(ps, ps->base + d->cand_start, ps->base + d->cand_end)))
+    return rc;
+  return skel_put(ps, d->scratch, tail, ps->p);
+}
+
+/* A list dlt's detector could pick (find_response_page_data): the first list whose key
+ * is a record key wins; until then the first list of all is the candidate. */
+static int auto_list(struct parser *ps, int rec) {
+  struct dltc_decoder *d = ps->d;
+  int rc;
+  if (rec && d->auto_cand && (rc = auto_drop_candidate(ps)))
+    return rc;
+  if (!rec) {
+    if ((rc = mark_save(ps, &d->first_mark)))
+      return rc;
+    d->cand_start = ps->p - ps->base;
+    d->cand_skel = d->skel_len;
+  }
+  /* the walk pushed keys only: the frames are the path */
+  struct dltc_path_step st[DLTC_MAX_PATH_STEPS];
+  for (int i = 0; i < ps->npath; i++) {
+    st[i].key = d->frames[i].key;
+    st[i].len = d->frames[i].keylen;
+  }
+  if (found_set(d, st, (size_t)ps->npath, 1))
+    return fail(ps, DLTC_ENOMEM, "out of memory (records path)");
+  const char *start = ps->p;
+  if ((rc = parse_records_array(ps)) || (rc = skel_put(ps, "[]", 2, start)))
+    return rc;
+  if (rec)
+    d->auto_won = 1;
+  else {
+    d->auto_cand = 1;
+    d->cand_end = ps->p - ps->base;
+  }
+  return 0;
+}
+
+/* At '{' of an object `keys` keys below the document, looking for lists as dlt's
+ * find_all_lists does: depth first, in document order, into objects only. */
+static int walk_auto(struct parser *ps, int keys) {
+  struct dltc_decoder *d = ps->d;
+  int rc, empty = 0, more = 0;
+  if ((rc = walk_open(ps, '}', &empty)) || empty)
+    return rc;
+  for (int first = 1;; first = 0) {
+    const char *k;
+    size_t kn;
+    int esc, rec = 0;
+    if ((rc = walk_key(ps, first, &k, &kn, &esc)))
+      return rc;
+    char c = *ps->p;
+    if (c == '[' && !d->auto_won && (rc = auto_key(ps, k, kn, esc, &rec)))
+      return rc;
+    if (c == '[' && !d->auto_won && (rec || !d->auto_cand))
+      rc = auto_list(ps, rec);
+    else if (c == '{' && keys + 1 < d->auto_max_keys)
+      rc = walk_auto(ps, keys + 1);
+    else
+      rc = copy_value(ps);
+    if (rc)
+      return rc;
+    if ((rc = walk_next(ps, &more)) || !more)
+      return rc;
+  }
+}
+
+/* The records of the document, found by the plan's records mode. */
 static int parse_document(struct parser *ps) {
   struct dltc_decoder *d = ps->d;
   int rc;
   skip_ws(ps);
   if (ps->p >= ps->end)
     return fail(ps, DLTC_EPARSE, "empty document");
-  if (!d->selector) {
-    if (*ps->p == '[')
-      rc = parse_records_array(ps);
-    else
-      rc = root_record(ps);
-    if (rc)
+  d->nmatch = 0;
+  d->auto_won = d->auto_cand = 0;
+  d->nfound = 0;
+  ps->nsteps = d->records == DLTC_RECORDS_AUTO ? 0 : d->nsteps;
+  if (d->records == DLTC_RECORDS_AUTO && *ps->p == '{') {
+    const char *doc = ps->p;
+    if ((rc = walk_auto(ps, 0)))
       return rc;
-  } else {
-    if (*ps->p != '{')
-      return fail_fmt(ps, DLTC_EPARSE, "expected an object holding \"%s\"%s", 0, d->selector, "");
-    ps->depth++;
-    ps->p++;
-    skip_ws(ps);
-    if (ps->p < ps->end && *ps->p == '}') {
-      ps->p++;
-    } else {
-      for (;;) {
-        if (ps->p >= ps->end || *ps->p != '"')
-          return fail(ps, DLTC_EPARSE, "expected a key");
-        const char *k;
-        size_t kn;
-        int ke;
-        if ((rc = scan_string(ps, &k, &kn, &ke)))
-          return rc;
-        int hit = 0;
-        if (ke) {
-          if ((rc = scratch_reserve(ps, kn + 1)))
-            return rc;
-          size_t un = unescape(k, kn, d->scratch);
-          hit = un == d->selector_len && memcmp(d->scratch, d->selector, un) == 0;
-        } else
-          hit = kn == d->selector_len && memcmp(k, d->selector, kn) == 0;
-        skip_ws(ps);
-        if (ps->p >= ps->end || *ps->p != ':')
-          return fail(ps, DLTC_EPARSE, "expected ':'");
-        ps->p++;
-        skip_ws(ps);
-        if ((rc = push_key(ps, k, kn)))
-          return rc;
-        if (hit && ps->p < ps->end && *ps->p == '[')
-          rc = parse_records_array(ps);
-        else if (hit && ps->p < ps->end && *ps->p != 'n')
-          rc = root_record(ps);
-        else
-          rc = skip_value(ps);
-        if (rc)
-          return rc;
-        skip_ws(ps);
-        if (ps->p >= ps->end)
-          return fail(ps, DLTC_EPARSE, "unexpected end of input in object");
-        if (*ps->p == ',') {
-          ps->npath--;
-          ps->p++;
-          skip_ws(ps);
-          continue;
-        }
-        if (*ps->p == '}') {
-          ps->npath--;
-          ps->p++;
-          break;
-        }
-        return fail(ps, DLTC_EPARSE, "expected ',' or '}'");
-      }
+    if (!d->auto_won && !d->auto_cand) {
+      /* no list: the document is the one record (dlt selects "$"). Its bytes are parsed
+       * a second time here, the one case that does. */
+      const char *end = ps->p;
+      ps->p = doc;
+      if ((rc = root_record(ps)))
+        return rc;
+      if (ps->p != end)
+        return fail(ps, DLTC_EINVAL, "internal: the document decoded to another end");
     }
-    ps->depth--;
-  }
+  } else if ((rc = walk(ps, 0)))
+    return rc;
   skip_ws(ps);
   if (ps->p != ps->end)
     return fail(ps, DLTC_EPARSE, "trailing data after the document");
@@ -1803,6 +2382,12 @@ int dltc_decoder_feed(struct dltc_decoder *d, const char *data, size_t n, const 
   dltc_error_reset(err);
   *rows = 0;
   int rc;
+  d->last_ok = 0;
+  d->skel_len = 0;
+  d->skel_over = 0;
+  d->caprows = 0;
+  d->arena_len = 0;
+  ps.caprow = -1;
   /* batches close only between documents */
   for (size_t i = 0; i < s->ntables; i++)
     if (s->tables[i].nrows >= d->batch_rows) {
@@ -1837,6 +2422,8 @@ int dltc_decoder_feed(struct dltc_decoder *d, const char *data, size_t n, const 
       t->settled = 1;
   }
   *rows = s->tables[d->root_table].nrows - d->marks_doc[d->root_table];
+  d->last_ok = 1;
+  d->report_found = d->records == DLTC_RECORDS_AUTO;
   d->st.rows += *rows;
   d->st.documents++;
   d->st.bytes += (int64_t)n;
@@ -1850,9 +2437,62 @@ void dltc_plan_spec_init(struct dltc_plan_spec *spec) {
   spec->infer = 1;
   spec->child_tables = 1;
   spec->dlt_ids = 1;
+  spec->auto_max_keys = 3; /* dlt's find_all_lists: lists at most 3 keys down */
   spec->batch_rows = 65536;
   spec->max_depth = 1024;
   spec->max_string = (int64_t)64 << 20;
+}
+
+/* d->steps := n steps, copied. 0 or DLTC_ENOMEM (the old steps stay). */
+static int steps_copy(struct dltc_decoder *d, const struct dltc_path_step *st, size_t n) {
+  size_t total = 1;
+  for (size_t i = 0; i < n; i++)
+    total += st[i].key ? st[i].len : 0;
+  struct dltc_path_step *ns = dltc__calloc(n ? n : 1, sizeof *ns);
+  char *nk = dltc__malloc(total);
+  if (!ns || !nk) {
+    dltc__free(ns);
+    dltc__free(nk);
+    return DLTC_ENOMEM;
+  }
+  size_t off = 0;
+  for (size_t i = 0; i < n; i++) {
+    if (!st[i].key)
+      continue; /* the wildcard: key NULL (calloc) */
+    memcpy(nk + off, st[i].key, st[i].len);
+    ns[i].key = nk + off;
+    ns[i].len = st[i].len;
+    off += st[i].len;
+  }
+  dltc__free(d->steps);
+  dltc__free(d->steps_keys);
+  d->steps = ns;
+  d->steps_keys = nk;
+  d->nsteps = n;
+  return 0;
+}
+
+int dltc_decoder_set_records_path(struct dltc_decoder *d, int records,
+                                  const struct dltc_path_step *steps, size_t nsteps,
+                                  struct dltc_error *err) {
+  dltc_error_reset(err);
+  if ((records != DLTC_RECORDS_PATH && records != DLTC_RECORDS_AUTO) ||
+      nsteps > DLTC_MAX_PATH_STEPS)
+    return dltc_error_set(err, DLTC_EINVAL, "records: PATH (at most %d steps) or AUTO",
+                          DLTC_MAX_PATH_STEPS);
+  /* records_path keeps reporting what the last document used */
+  if (d->last_ok && !d->report_found) {
+    if (found_set(d, d->steps, d->nsteps, 0))
+      return dltc_error_set(err, DLTC_ENOMEM, "out of memory (records path)");
+    d->report_found = 1;
+  }
+  if (records == DLTC_RECORDS_PATH && steps_copy(d, steps, nsteps))
+    return dltc_error_set(err, DLTC_ENOMEM, "out of memory (records path)");
+  d->records = records;
+  dltc__free(d->selector);
+  d->selector = NULL;
+  d->selector_len = 0;
+  return 0;
 }
 
 static int add_sys(struct dltc_decoder *d, int32_t ti, int which, const char *name, int type,
@@ -1890,16 +2530,64 @@ int dltc_decoder_new(const struct dltc_plan_spec *spec, struct dltc_decoder **ou
   d->batch_rows = spec->batch_rows;
   d->max_depth = spec->max_depth;
   d->max_string = spec->max_string;
-  d->frames = dltc__calloc((size_t)d->max_depth + 8, sizeof *d->frames);
-  if (!d->frames) {
+  d->nframes = (size_t)d->max_depth + 8;
+  d->frames = dltc__calloc(3 * d->nframes, sizeof *d->frames);
+  d->found = dltc__calloc(DLTC_MAX_PATH_STEPS, sizeof *d->found);
+  if (!d->frames || !d->found) {
     rc = dltc_error_set(err, DLTC_ENOMEM, "out of memory (decoder)");
     goto out;
   }
+  if (spec->records < DLTC_RECORDS_DOCUMENT || spec->records > DLTC_RECORDS_AUTO ||
+      (spec->records != DLTC_RECORDS_DOCUMENT && spec->selector)) {
+    rc = dltc_error_set(err, DLTC_EINVAL, "records: a selector or a records path, not both");
+    goto out;
+  }
+  if (spec->nrecords_path > DLTC_MAX_PATH_STEPS || spec->auto_max_keys < 1 ||
+      spec->auto_max_keys > DLTC_MAX_PATH_STEPS || spec->nauto_keys > DLTC_MAX_AUTO_KEYS) {
+    rc = dltc_error_set(err, DLTC_EINVAL,
+                        "records path: at most %d steps, auto depth 1..%d, at most %d auto keys",
+                        DLTC_MAX_PATH_STEPS, DLTC_MAX_PATH_STEPS, DLTC_MAX_AUTO_KEYS);
+    goto out;
+  }
+  if (spec->skeleton_cap < 0 || spec->skeleton_cap > DLTC_MAX_SKELETON ||
+      spec->ncaptures > DLTC_MAX_CAPTURES) {
+    rc = dltc_error_set(err, DLTC_EINVAL, "skeleton cap 0..%d bytes, at most %d row captures",
+                        DLTC_MAX_SKELETON, DLTC_MAX_CAPTURES);
+    goto out;
+  }
+  d->records = spec->records;
+  d->auto_max_keys = spec->auto_max_keys;
+  d->skel_cap = spec->skeleton_cap;
   if (spec->selector) {
     d->selector_len = strlen(spec->selector);
     if (!(d->selector = dltc__strndup(spec->selector, d->selector_len))) {
       rc = dltc_error_set(err, DLTC_ENOMEM, "out of memory (decoder)");
       goto out;
+    }
+    struct dltc_path_step one = {d->selector, d->selector_len};
+    if ((rc = steps_copy(d, &one, 1))) {
+      dltc_error_set(err, rc, "out of memory (decoder)");
+      goto out;
+    }
+  } else if (spec->records == DLTC_RECORDS_PATH &&
+             (rc = steps_copy(d, spec->records_path, spec->nrecords_path))) {
+    dltc_error_set(err, rc, "out of memory (decoder)");
+    goto out;
+  }
+  if (spec->nauto_keys) {
+    d->auto_keys = dltc__calloc(spec->nauto_keys, sizeof *d->auto_keys);
+    d->auto_keys_len = dltc__calloc(spec->nauto_keys, sizeof *d->auto_keys_len);
+    if (!d->auto_keys || !d->auto_keys_len) {
+      rc = dltc_error_set(err, DLTC_ENOMEM, "out of memory (decoder)");
+      goto out;
+    }
+    for (size_t i = 0; i < spec->nauto_keys; i++) {
+      if (!(d->auto_keys[i] = dltc__strndup(spec->auto_keys[i], spec->auto_keys_len[i]))) {
+        rc = dltc_error_set(err, DLTC_ENOMEM, "out of memory (decoder)");
+        goto out;
+      }
+      d->auto_keys_len[i] = spec->auto_keys_len[i];
+      d->nauto_keys++;
     }
   }
   if (spec->load_id) {
@@ -2006,6 +2694,44 @@ int dltc_decoder_new(const struct dltc_plan_spec *spec, struct dltc_decoder **ou
     s->tables[d->root_table].meta[c].declared = 1;
     s->tables[d->root_table].declared = 1;
   }
+  /* row captures: nodes of the root table, marked (a capture of 0 keys is the record) */
+  if (spec->ncaptures) {
+    d->cap_node = dltc__calloc(spec->ncaptures, sizeof *d->cap_node);
+    if (!d->cap_node) {
+      rc = dltc_error_set(err, DLTC_ENOMEM, "out of memory (decoder)");
+      goto out;
+    }
+    for (size_t i = 0; i < spec->ncaptures; i++) {
+      const struct dltc_capture_spec *cs = &spec->captures[i];
+      if (cs->npath > DLTC_MAX_PATH_STEPS) {
+        rc = dltc_error_set(err, DLTC_EINVAL, "row capture %zu: more than %d keys", i,
+                            DLTC_MAX_PATH_STEPS);
+        goto out;
+      }
+      int32_t obj = s->tables[d->root_table].root;
+      int32_t node = -1;
+      for (size_t j = 0; j < cs->npath; j++) {
+        if (node >= 0 && s->nodes[node].json) {
+          /* the value there is kept whole as JSON text: nothing below it is read */
+          rc = dltc_error_set(err, DLTC_EINVAL, "row capture %zu: passes through a json column", i);
+          goto out;
+        }
+        uint32_t h = dltc__hash(cs->path[j], cs->path_len[j]);
+        node = dltc__node_find(s, obj, cs->path[j], cs->path_len[j], h);
+        if (node < 0)
+          node = dltc__node_add(s, obj, cs->path[j], cs->path_len[j], h, d->root_table, err);
+        if (node < 0) {
+          rc = err ? err->code : DLTC_ENOMEM;
+          goto out;
+        }
+        obj = node;
+      }
+      d->cap_node[i] = node;
+      if (node >= 0)
+        s->nodes[node].captured = 1;
+    }
+    d->ncap = spec->ncaptures;
+  }
   if (d->load_id &&
       (rc = add_sys(d, d->root_table, DLTC_SYS_LOAD_ID, "_dlt_load_id", DLTC_T_TEXT, err)))
     goto out;
@@ -2024,6 +2750,7 @@ out:
 
 void dltc_decoder_reset(struct dltc_decoder *d) {
   clear_pending(d);
+  d->last_ok = 0;
   dltc__schema_reset(&d->s, d->plan_nnodes, d->plan_ntables, d->plan_ncols);
 }
 
@@ -2033,6 +2760,19 @@ void dltc_decoder_free(struct dltc_decoder *d) {
   dltc__schema_free(&d->s);
   clear_pending(d);
   dltc__free(d->selector);
+  dltc__free(d->steps);
+  dltc__free(d->steps_keys);
+  for (size_t i = 0; i < d->nauto_keys; i++)
+    dltc__free(d->auto_keys[i]);
+  dltc__free(d->auto_keys);
+  dltc__free(d->auto_keys_len);
+  dltc__free(d->found);
+  dltc__free(d->found_buf);
+  dltc__free(d->skel);
+  dltc__free(d->cap_node);
+  dltc__free(d->caps);
+  dltc__free(d->arena);
+  dltc__free(d->marks_alt);
   dltc__free(d->load_id);
   dltc__free(d->root_name);
   for (size_t i = 0; i < d->nnames; i++) {
@@ -2095,6 +2835,57 @@ out:
   dltc__free(names);
   dltc__free(types);
   return rc;
+}
+
+int dltc_decoder_records_path(const struct dltc_decoder *d, const struct dltc_path_step **steps) {
+  *steps = NULL;
+  if (!d->last_ok)
+    return -1;
+  if (d->report_found) {
+    *steps = d->found;
+    return (int)d->nfound;
+  }
+  *steps = d->steps;
+  return (int)d->nsteps;
+}
+
+int dltc_decoder_skeleton(const struct dltc_decoder *d, const char **text, size_t *n,
+                          struct dltc_error *err) {
+  dltc_error_reset(err);
+  *text = NULL;
+  *n = 0;
+  if (!d->skel_cap)
+    return dltc_error_set(err, DLTC_EINVAL, "the plan has no skeleton");
+  if (!d->last_ok)
+    return dltc_error_set(err, DLTC_EINVAL, "no skeleton: the last feed failed or none was made");
+  if (d->skel_over) {
+    dltc_error_set(err, DLTC_ELIMIT, "skeleton longer than its cap (%lld bytes)",
+                   (long long)d->skel_cap);
+    if (err) {
+      err->offset = d->skel_over_off;
+      memcpy(err->path, d->skel_over_path, sizeof err->path);
+    }
+    return DLTC_ELIMIT;
+  }
+  *text = d->skel ? d->skel : "";
+  *n = d->skel_len;
+  return 0;
+}
+
+size_t dltc_decoder_capture_rows(const struct dltc_decoder *d) {
+  return d->last_ok ? d->caprows : 0;
+}
+
+size_t dltc_decoder_ncaptures(const struct dltc_decoder *d) { return d->ncap; }
+
+void dltc_decoder_capture(const struct dltc_decoder *d, size_t row, size_t i,
+                          struct dltc_capture *out) {
+  const struct capval *c = &d->caps[row * d->ncap + i];
+  out->kind = c->kind;
+  out->i = c->i;
+  out->f = c->f;
+  out->s = c->kind >= DLTC_CAP_BIGINT ? d->arena + c->off : NULL;
+  out->n = c->kind >= DLTC_CAP_BIGINT ? c->n : 0;
 }
 
 void dltc_decoder_stats(const struct dltc_decoder *d, struct dltc_decoder_stats *out) {

@@ -41,9 +41,49 @@ struct dltc_table_name {
   const char *name; /* dlt table name, e.g. "players_profiles__streaming_platforms" */
 };
 
+/* Where the records of a document are (see docs/CONTRACTS.md 4.x). */
+enum dltc_records {
+  DLTC_RECORDS_DOCUMENT = 0, /* selector's value, or the document (read_json's rules) */
+  DLTC_RECORDS_PATH = 1,     /* records_path, with dlt's extract_response rules */
+  DLTC_RECORDS_AUTO = 2,     /* dlt's detector (find_response_page_data), then as PATH */
+};
+
+/* One step of a records path: a key (raw, unescaped UTF-8), or the wildcard: every
+ * element of an array and every member value of an object (JSONPath `*`). */
+struct dltc_path_step {
+  const char *key; /* NULL for the wildcard */
+  size_t len;
+};
+
+#define DLTC_MAX_PATH_STEPS 64       /* records path steps; capture path keys */
+#define DLTC_MAX_CAPTURES 64         /* row captures per plan */
+#define DLTC_MAX_AUTO_KEYS 64        /* record key names for auto-detection */
+#define DLTC_MAX_SKELETON (64 << 20) /* upper bound of skeleton_cap */
+
+/* A value captured per root record: a path of raw keys from the record (0 keys: the
+ * record itself). */
+struct dltc_capture_spec {
+  const char *const *path;
+  const size_t *path_len;
+  size_t npath;
+};
+
 /* What dltc_decoder_new compiles. Everything is copied; the caller keeps ownership. */
 struct dltc_plan_spec {
   const char *selector; /* records = this key of the top-level object; NULL: the document */
+  int records;          /* enum dltc_records; PATH and AUTO exclude selector */
+  const struct dltc_path_step *records_path; /* PATH: nrecords_path steps (0: the document) */
+  size_t nrecords_path;
+  /* AUTO: list key names that mark records (dlt's RECORD_KEY_PATTERNS minus
+   * NON_RECORD_KEY_PATTERNS, exact match) and how deep lists are looked for: lists
+   * are found under objects at most auto_max_keys - 1 keys deep (dlt: 3) */
+  const char *const *auto_keys;
+  const size_t *auto_keys_len;
+  size_t nauto_keys;
+  int auto_max_keys;
+  int64_t skeleton_cap; /* > 0: build the skeleton of each document, at most this many bytes */
+  const struct dltc_capture_spec *captures;
+  size_t ncaptures;
   const struct dltc_column_spec *columns;
   size_t ncolumns;
   int infer;             /* unknown keys become columns (else they are skipped) */
@@ -61,8 +101,8 @@ struct dltc_plan_spec {
   int64_t max_string;
 };
 
-/* Defaults: selector NULL, infer 1, evolve/evolve, child_tables 1, dlt_ids 1,
- * batch_rows 65536, max_depth 1024, max_string 64 MiB. */
+/* Defaults: selector NULL, records DOCUMENT, auto_max_keys 3, no skeleton or captures, infer 1,
+ * evolve/evolve, child_tables 1, dlt_ids 1, batch_rows 65536, max_depth 1024, max_string 64 MiB. */
 void dltc_plan_spec_init(struct dltc_plan_spec *spec);
 
 struct dltc_decoder;
@@ -102,6 +142,55 @@ void dltc_decoder_table_key(const struct dltc_decoder *d, size_t i, const char *
  * out->release == NULL. */
 int dltc_decoder_flush_table(struct dltc_decoder *d, size_t i, struct ArrowArrayStream *out,
                              struct dltc_error *err);
+
+/* Change where the records are, between documents (dlt pins the path it detected on
+ * the first page of a paginate() call: feed that page with DLTC_RECORDS_AUTO, read
+ * dltc_decoder_records_path, then set DLTC_RECORDS_PATH with it). records is PATH or
+ * AUTO (AUTO keeps the plan's auto_keys); steps are copied. 0, or DLTC_EINVAL /
+ * DLTC_ENOMEM (the old path stays). */
+int dltc_decoder_set_records_path(struct dltc_decoder *d, int records,
+                                  const struct dltc_path_step *steps, size_t nsteps,
+                                  struct dltc_error *err);
+
+/* The records path of the last successful document: PATH: the plan's; AUTO: the one
+ * detected (0 steps: the whole document); DOCUMENT: the selector, or 0 steps. Returns
+ * the number of steps (pointers valid until the next feed or set), or -1 when the last
+ * feed failed or nothing was fed. */
+int dltc_decoder_records_path(const struct dltc_decoder *d, const struct dltc_path_step **steps);
+
+/* The skeleton of the last successful document: the document as compact JSON with each
+ * array the records were taken from replaced by [] (a record that is not an array is
+ * kept whole). 0 and *text (owned by the decoder, valid until the next feed), or
+ * DLTC_ELIMIT with err's offset and path at the value that crossed skeleton_cap, or
+ * DLTC_EINVAL (no skeleton in the plan, or the last feed failed). */
+int dltc_decoder_skeleton(const struct dltc_decoder *d, const char **text, size_t *n,
+                          struct dltc_error *err);
+
+/* Row captures of the last successful document: one row per root record, in document
+ * order (records a contract discarded included: dlt resolves children before
+ * normalizing), ncaptures values each. */
+enum dltc_capture_kind {
+  DLTC_CAP_MISSING = 0, /* no such key (or the record is not an object) */
+  DLTC_CAP_NULL,
+  DLTC_CAP_FALSE,
+  DLTC_CAP_TRUE,
+  DLTC_CAP_INT,    /* i */
+  DLTC_CAP_DOUBLE, /* f */
+  DLTC_CAP_BIGINT, /* an integer beyond int64: its digits in s, n */
+  DLTC_CAP_STRING, /* unescaped UTF-8 in s, n */
+  DLTC_CAP_JSON,   /* an object or array as compact JSON text in s, n */
+};
+struct dltc_capture {
+  int kind;
+  int64_t i;
+  double f;
+  const char *s; /* owned by the decoder, valid until the next feed */
+  size_t n;
+};
+size_t dltc_decoder_capture_rows(const struct dltc_decoder *d);
+size_t dltc_decoder_ncaptures(const struct dltc_decoder *d);
+void dltc_decoder_capture(const struct dltc_decoder *d, size_t row, size_t i,
+                          struct dltc_capture *out);
 
 /* Counters. */
 struct dltc_decoder_stats {

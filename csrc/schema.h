@@ -33,7 +33,8 @@ struct dltc_node {
   uint8_t main_type;          /* declared or first inferred type; DLTC_T_NONE: none yet */
   uint8_t declared;           /* from the plan */
   uint8_t nullable;
-  uint8_t json; /* keep any value as JSON text */
+  uint8_t json;     /* keep any value as JSON text */
+  uint8_t captured; /* a row capture of the plan ends here (root table only) */
   /* children as an object level: open addressing over node indexes */
   int32_t *slots;
   uint32_t mask; /* nslots - 1, 0 if no table */

@@ -1634,6 +1634,55 @@ static PyObject *path_utf8(PyObject *seq, const char ***comps, size_t **lens, si
   return fast;
 }
 
+/* Records path steps from a sequence of str ("*": the wildcard), as UTF-8 pointers
+ * borrowed from the strs (kept alive by the returned new reference, a list). *steps is
+ * PyMem-allocated; the caller frees it. */
+static PyObject *steps_from(PyObject *seq, struct dltc_path_step **steps, size_t *n) {
+  PyObject *fast = PySequence_Fast(seq, "records_path must be a list of str steps or \"auto\"");
+  if (!fast)
+    return NULL;
+  Py_ssize_t m = PySequence_Fast_GET_SIZE(fast);
+  *steps = PyMem_Calloc((size_t)m + 1, sizeof **steps);
+  if (!*steps) {
+    Py_DECREF(fast);
+    PyErr_NoMemory();
+    return NULL;
+  }
+  for (Py_ssize_t i = 0; i < m; i++) {
+    PyObject *c = PySequence_Fast_GET_ITEM(fast, i);
+    Py_ssize_t l;
+    const char *u = PyUnicode_Check(c) ? PyUnicode_AsUTF8AndSize(c, &l) : NULL;
+    if (!u) {
+      if (!PyErr_Occurred())
+        PyErr_Format(PyExc_TypeError, "records_path steps must be str, not %R", c);
+      Py_DECREF(fast);
+      return NULL;
+    }
+    if (l == 1 && u[0] == '*')
+      continue; /* the wildcard: key NULL */
+    (*steps)[i].key = u;
+    (*steps)[i].len = (size_t)l;
+  }
+  *n = (size_t)m;
+  return fast;
+}
+
+/* Returns a new reference: a list of str for n steps ("*" for the wildcard). */
+static PyObject *steps_to_list(const struct dltc_path_step *st, int n) {
+  PyObject *out = PyList_New(n);
+  for (int i = 0; out && i < n; i++) {
+    PyObject *k = st[i].key
+                      ? PyUnicode_DecodeUTF8(st[i].key, (Py_ssize_t)st[i].len, "surrogatepass")
+                      : PyUnicode_FromString("*");
+    if (!k) {
+      Py_CLEAR(out);
+      break;
+    }
+    PyList_SET_ITEM(out, i, k);
+  }
+  return out;
+}
+
 static int decoder_init(PyObject *self, PyObject *args, PyObject *kwds) {
   DecoderObject *o = (DecoderObject *)self;
   static char *kwlist[] = {"plan", NULL};
@@ -1645,8 +1694,10 @@ static int decoder_init(PyObject *self, PyObject *args, PyObject *kwds) {
     return -1;
   }
   static const char *const known[] = {
-      "selector",   "columns",   "infer",      "contract",  "child_tables", "dlt_ids", "load_id",
-      "batch_rows", "max_depth", "max_string", "root_name", "table_names",  NULL};
+      "selector",     "columns",     "infer",        "contract",         "child_tables",
+      "dlt_ids",      "load_id",     "batch_rows",   "max_depth",        "max_string",
+      "root_name",    "table_names", "records_path", "auto_record_keys", "skeleton",
+      "row_captures", NULL};
   PyObject *k, *v;
   Py_ssize_t pos = 0;
   while (PyDict_Next(plan, &pos, &k, &v)) {
@@ -1666,6 +1717,11 @@ static int decoder_init(PyObject *self, PyObject *args, PyObject *kwds) {
   struct dltc_column_spec *cols = NULL;
   struct dltc_table_name *tnames = NULL;
   size_t ncols = 0, ntn = 0;
+  struct dltc_path_step *steps = NULL;
+  struct dltc_capture_spec *caps = NULL;
+  const char **akeys = NULL;
+  size_t *akeys_len = NULL;
+  size_t ncaps = 0;
   if (!keep)
     return -1;
   PyObject *x;
@@ -1676,6 +1732,85 @@ static int decoder_init(PyObject *self, PyObject *args, PyObject *kwds) {
   if ((x = plan_get(plan, "load_id"))) {
     if (!(spec.load_id = PyUnicode_AsUTF8(x)))
       goto out;
+  }
+  if ((x = plan_get(plan, "records_path"))) {
+    if (PyUnicode_Check(x)) {
+      if (PyUnicode_CompareWithASCIIString(x, "auto") != 0) {
+        PyErr_Format(PyExc_ValueError,
+                     "records_path must be a list of steps or \"auto\", not %R (see "
+                     "dltc.json.compile_selector)",
+                     x);
+        goto out;
+      }
+      spec.records = DLTC_RECORDS_AUTO;
+    } else {
+      PyObject *held = steps_from(x, &steps, &spec.nrecords_path);
+      if (!held)
+        goto out;
+      int app = PyList_Append(keep, held);
+      Py_DECREF(held);
+      if (app)
+        goto out;
+      spec.records = DLTC_RECORDS_PATH;
+      spec.records_path = steps;
+    }
+    if (spec.selector) {
+      PyErr_SetString(PyExc_ValueError, "plan has both 'selector' and 'records_path'");
+      goto out;
+    }
+  }
+  if ((x = plan_get(plan, "auto_record_keys"))) {
+    PyObject *held = path_utf8(x, &akeys, &akeys_len, &spec.nauto_keys);
+    if (!held)
+      goto out;
+    int app = PyList_Append(keep, held);
+    Py_DECREF(held);
+    if (app)
+      goto out;
+    spec.auto_keys = akeys;
+    spec.auto_keys_len = akeys_len;
+  }
+  if ((x = plan_get(plan, "skeleton"))) {
+    if (PyBool_Check(x))
+      spec.skeleton_cap = x == Py_True ? 65536 : 0;
+    else {
+      long long cap = PyLong_AsLongLong(x);
+      if (cap == -1 && PyErr_Occurred())
+        goto out;
+      if (cap < 1) {
+        PyErr_SetString(PyExc_ValueError, "skeleton must be a bool or a cap in bytes (>= 1)");
+        goto out;
+      }
+      spec.skeleton_cap = cap;
+    }
+  }
+  if ((x = plan_get(plan, "row_captures"))) {
+    PyObject *fast = PySequence_Fast(x, "row_captures must be a list of key paths");
+    if (!fast)
+      goto out;
+    int app = PyList_Append(keep, fast);
+    Py_DECREF(fast);
+    if (app)
+      goto out;
+    Py_ssize_t m = PySequence_Fast_GET_SIZE(fast);
+    caps = PyMem_Calloc((size_t)m + 1, sizeof *caps);
+    if (!caps) {
+      PyErr_NoMemory();
+      goto out;
+    }
+    for (Py_ssize_t i = 0; i < m; i++) {
+      struct dltc_capture_spec *cs = &caps[ncaps++];
+      PyObject *held = path_utf8(PySequence_Fast_GET_ITEM(fast, i), (const char ***)&cs->path,
+                                 (size_t **)&cs->path_len, &cs->npath);
+      if (!held)
+        goto out;
+      app = PyList_Append(keep, held);
+      Py_DECREF(held);
+      if (app)
+        goto out;
+    }
+    spec.captures = caps;
+    spec.ncaptures = ncaps;
   }
   if ((x = plan_get(plan, "root_name"))) {
     if (!(spec.root_name = PyUnicode_AsUTF8(x)))
@@ -1819,6 +1954,14 @@ out:
     PyMem_Free((void *)tnames[i].key_len);
   }
   PyMem_Free(tnames);
+  for (size_t i = 0; i < ncaps; i++) {
+    PyMem_Free((void *)caps[i].path);
+    PyMem_Free((void *)caps[i].path_len);
+  }
+  PyMem_Free(caps);
+  PyMem_Free(steps);
+  PyMem_Free((void *)akeys);
+  PyMem_Free(akeys_len);
   Py_DECREF(keep);
   return rc;
 }
@@ -1944,6 +2087,108 @@ static PyObject *decoder_reset(PyObject *self, PyObject *noargs) {
   Py_RETURN_NONE;
 }
 
+/* Returns a new reference: the last document's skeleton as str. */
+static PyObject *decoder_skeleton(PyObject *self, PyObject *noargs) {
+  (void)noargs;
+  DecoderObject *o = (DecoderObject *)self;
+  if (decoder_ready(o))
+    return NULL;
+  const char *text;
+  size_t n;
+  struct dltc_error err;
+  if (dltc_decoder_skeleton(o->dec, &text, &n, &err))
+    return decoder_raise(self, &err);
+  return PyUnicode_DecodeUTF8(text, (Py_ssize_t)n, "surrogatepass");
+}
+
+/* Returns a new reference: one tuple of captured values per root record. */
+static PyObject *decoder_row_values(PyObject *self, PyObject *noargs) {
+  (void)noargs;
+  DecoderObject *o = (DecoderObject *)self;
+  if (decoder_ready(o))
+    return NULL;
+  size_t rows = dltc_decoder_capture_rows(o->dec), nc = dltc_decoder_ncaptures(o->dec);
+  PyObject *out = PyList_New((Py_ssize_t)rows);
+  for (size_t r = 0; out && r < rows; r++) {
+    PyObject *t = PyTuple_New((Py_ssize_t)nc);
+    if (!t) {
+      Py_CLEAR(out);
+      break;
+    }
+    PyList_SET_ITEM(out, (Py_ssize_t)r, t);
+    for (size_t i = 0; i < nc; i++) {
+      struct dltc_capture c;
+      dltc_decoder_capture(o->dec, r, i, &c);
+      PyObject *v;
+      switch (c.kind) {
+      case DLTC_CAP_FALSE: v = Py_NewRef(Py_False); break;
+      case DLTC_CAP_TRUE: v = Py_NewRef(Py_True); break;
+      case DLTC_CAP_INT: v = PyLong_FromLongLong(c.i); break;
+      case DLTC_CAP_DOUBLE: v = PyFloat_FromDouble(c.f); break;
+      case DLTC_CAP_BIGINT: {
+        PyObject *digits = PyUnicode_FromStringAndSize(c.s, (Py_ssize_t)c.n);
+        v = digits ? PyLong_FromUnicodeObject(digits, 10) : NULL;
+        Py_XDECREF(digits);
+        break;
+      }
+      case DLTC_CAP_STRING:
+      case DLTC_CAP_JSON: v = PyUnicode_DecodeUTF8(c.s, (Py_ssize_t)c.n, "surrogatepass"); break;
+      default: v = Py_NewRef(Py_None); break;
+      }
+      if (!v) {
+        Py_CLEAR(out);
+        break;
+      }
+      PyTuple_SET_ITEM(t, (Py_ssize_t)i, v);
+    }
+  }
+  return out;
+}
+
+/* Returns a new reference: the last document's records path (list of str) or None. */
+static PyObject *decoder_records_path(PyObject *self, PyObject *noargs) {
+  (void)noargs;
+  DecoderObject *o = (DecoderObject *)self;
+  if (decoder_ready(o))
+    return NULL;
+  const struct dltc_path_step *st;
+  int n = dltc_decoder_records_path(o->dec, &st);
+  if (n < 0)
+    Py_RETURN_NONE;
+  return steps_to_list(st, n);
+}
+
+/* Returns a new reference (None). */
+static PyObject *decoder_set_records_path(PyObject *self, PyObject *arg) {
+  DecoderObject *o = (DecoderObject *)self;
+  if (decoder_ready(o))
+    return NULL;
+  struct dltc_error err;
+  int rc;
+  if (PyUnicode_Check(arg)) {
+    if (PyUnicode_CompareWithASCIIString(arg, "auto") != 0) {
+      PyErr_Format(PyExc_ValueError, "records path must be a list of steps or \"auto\", not %R",
+                   arg);
+      return NULL;
+    }
+    rc = dltc_decoder_set_records_path(o->dec, DLTC_RECORDS_AUTO, NULL, 0, &err);
+  } else {
+    struct dltc_path_step *steps = NULL;
+    size_t n = 0;
+    PyObject *held = steps_from(arg, &steps, &n);
+    if (!held) {
+      PyMem_Free(steps);
+      return NULL;
+    }
+    rc = dltc_decoder_set_records_path(o->dec, DLTC_RECORDS_PATH, steps, n, &err);
+    PyMem_Free(steps);
+    Py_DECREF(held);
+  }
+  if (rc)
+    return decoder_raise(self, &err);
+  Py_RETURN_NONE;
+}
+
 /* Returns a new reference: a dict of counters. */
 static PyObject *decoder_stats(PyObject *self, PyObject *noargs) {
   (void)noargs;
@@ -1968,6 +2213,14 @@ static PyMethodDef decoder_methods[] = {
      "feed(data, source_url='') -> int: parse one JSON document (GIL released)."},
     {"flush", decoder_flush, METH_NOARGS, "flush() -> {key: ArrowStream}: tables with rows."},
     {"stats", decoder_stats, METH_NOARGS, "stats() -> dict of counters."},
+    {"skeleton", decoder_skeleton, METH_NOARGS,
+     "skeleton() -> str: the last document without its records (plan 'skeleton')."},
+    {"row_values", decoder_row_values, METH_NOARGS,
+     "row_values() -> [tuple]: the plan's row_captures, one tuple per root record."},
+    {"records_path", decoder_records_path, METH_NOARGS,
+     "records_path() -> list[str] | None: where the last document's records were."},
+    {"set_records_path", decoder_set_records_path, METH_O,
+     "set_records_path(path | 'auto'): where the next documents' records are."},
     {"reset", decoder_reset, METH_NOARGS,
      "reset(): back to the plan (drops learned columns/tables and unflushed rows), keeping "
      "buffer capacities."},

@@ -153,6 +153,17 @@ def inflate(
 # the component "v_<type>" (e.g. "white\x1frating\x1fv_text" -> white__rating__v_text);
 # child tables of lists of scalars have a "value" column; system columns are
 # "_dlt_id", "_dlt_parent_id", "_dlt_list_idx", "_dlt_load_id".
+#
+# Records paths, skeleton, row captures (CONTRACTS.md 4.6), decoded in the same pass:
+# "records_path": [step, ...] | "auto" (excludes "selector"): steps are keys or "*" (every
+# element of an array / member value of an object); the records are what dlt's
+# RESTClient.extract_response returns for that path (a single match unwrapped: an array's
+# elements, null none, anything else one record; two or more matches: one record each).
+# "auto": dlt's detector (find_response_page_data) with "auto_record_keys": [str]
+# (dltc.json.records_plan(None) fills them from dlt). "skeleton": True (64 KiB cap) | int
+# cap: skeleton() is the document as compact JSON with the record arrays replaced by [].
+# "row_captures": [[raw key, ...], ...] ([] = the record itself): row_values() gives one
+# tuple per root record. dltc.json.compile_selector turns dlt's data_selector into steps.
 
 from typing import Any
 
@@ -181,6 +192,21 @@ class Decoder:
         """Back to the compiled plan as if new (inferred columns, child tables, variants,
         unflushed rows and rejects dropped; declared columns kept), but keeping memory:
         each column's buffers start at the capacity it needed before. Stats stay."""
+    def skeleton(self) -> str:
+        """The last document as compact JSON without its records: every array the records
+        came from is []. Raises JSONDecodeError (.code "ELIMIT", offset and path of the value
+        that did not fit) when it exceeded the plan's cap (the feed itself succeeded), and
+        ValueError without "skeleton" in the plan or after a failed feed."""
+    def row_values(self) -> list[tuple[Any, ...]]:
+        """Per root record of the last document (document order, contract-dropped records
+        included): the plan's row_captures as None | bool | int | float | str, an object or
+        array as compact JSON text. [] after a failed feed."""
+    def records_path(self) -> list[str] | None:
+        """Where the last document's records were ("*" for the wildcard; "auto": the path
+        detected, [] for the whole document); None after a failed feed or before any."""
+    def set_records_path(self, path: list[str] | Literal["auto"]) -> None:
+        """Where the next documents' records are (pin what "auto" detected on a chain's
+        first page, as dlt does). records_path() keeps reporting the last document's."""
     def stats(self) -> dict[str, int]:
         """documents, rows, child_rows, bytes, failed_documents, rejects_new_column,
         rejects_data_type, rejects_missing, rows_discarded, variants, batches,

@@ -41,7 +41,16 @@ from dltc._native import JSONDecodeError
 if TYPE_CHECKING:
     from dlt.common.normalizers.naming import NamingConvention
 
-__all__ = ["NameCollisionError", "read_json", "JSONDecodeError", "REJECTS_TABLE"]
+__all__ = [
+    "NameCollisionError",
+    "read_json",
+    "JSONDecodeError",
+    "REJECTS_TABLE",
+    "compile_selector",
+    "records_plan",
+    "select_fallback",
+    "detected_selector",
+]
 
 SEP = "\x1f"
 REJECTS_TABLE = "_dltc_rejects"
@@ -532,3 +541,133 @@ def _merge_collisions(t: pa.Table, raw: list[str], new: list[str]) -> pa.Table:
         arrays.append(pc.coalesce(*cols))
         out_names.append(n)
     return pa.table(arrays, names=out_names)
+
+
+# ------------------------------------------------------------ records paths -----
+#
+# dlt's data_selector (a JSONPath) compiled into the decoder's plan["records_path"]:
+# a list of steps, each a key or "*" (JSONPath's wildcard: every element of an array,
+# every member value of an object). The decoder then selects the records as dlt's
+# RESTClient.extract_response does (a single match unwrapped; see CONTRACTS.md 4.x).
+
+
+def compile_selector(data_selector: Any) -> list[str] | str | None:
+    """dlt's ``data_selector`` as records path steps for the decoder.
+
+    ``"data"``, ``"data.items"``, ``"$.data.items"``, ``"$"``, ``"results[*].items"``,
+    ``"[*]"``, ``"$['data']"``, ``"@"`` ... -> ``["data"]``, ``["data", "items"]``, ``[]``,
+    ``["results", "*", "items"]``, ``["*"]``. The string is parsed by dlt's own parser
+    (``dlt.common.jsonpath.compile_path``; a compiled JSONPath is taken as is), and its tree
+    is kept only when made of the root, ``@``, single field names and the wildcard.
+    ``None`` or ``""`` (dlt detects the records) gives ``"auto"``. Anything else (filters,
+    recursive descent ``..``, indexes, slices, unions, a field literally named ``*``, a
+    string dlt cannot parse) gives ``None``: decode that body via :func:`select_fallback`.
+    """
+    if data_selector is None or (isinstance(data_selector, str) and not data_selector):
+        return "auto"
+    if isinstance(data_selector, str):
+        return _compile_str(data_selector)
+    steps = _steps(data_selector)
+    return list(steps) if steps is not None else None
+
+
+_selector_cache: dict[str, tuple[str, ...] | None] = {}
+
+
+def _compile_str(s: str) -> list[str] | None:
+    if s not in _selector_cache:
+        from dlt.common import jsonpath
+
+        try:
+            steps = _steps(jsonpath.compile_path(s))
+        except Exception:  # dlt raises on this selector: the fallback raises dlt's error
+            steps = None
+        if len(_selector_cache) >= _CACHE_CAP:
+            _selector_cache.clear()
+        _selector_cache[s] = steps
+    steps = _selector_cache[s]
+    return list(steps) if steps is not None else None
+
+
+def _steps(node: Any) -> tuple[str, ...] | None:
+    """Steps of a parsed jsonpath_ng tree, or None outside the subset."""
+    from jsonpath_ng import jsonpath as jp
+
+    if isinstance(node, (jp.Root, jp.This)):
+        return ()
+    if isinstance(node, jp.Wildcard):
+        return ("*",)
+    if type(node) is jp.Fields:
+        if len(node.fields) != 1 or node.fields[0] == "*" or node.fields[0] == jp.auto_id_field:
+            return None
+        return (node.fields[0],)
+    if type(node) is jp.Child:
+        if isinstance(node.right, jp.Root):
+            return None
+        left, right = _steps(node.left), _steps(node.right)
+        return None if left is None or right is None else left + right
+    return None
+
+
+def records_plan(data_selector: Any) -> dict[str, Any] | None:
+    """The decoder plan entries for a dlt ``data_selector``: ``{"records_path": steps}``,
+    or for ``None``/``""`` dlt's auto-detection ``{"records_path": "auto",
+    "auto_record_keys": [...]}`` with the key names from dlt's detector
+    (``RECORD_KEY_PATTERNS`` minus ``NON_RECORD_KEY_PATTERNS``). ``None`` when the selector
+    is beyond the subset (use :func:`select_fallback`)."""
+    steps = compile_selector(data_selector)
+    if steps == "auto":
+        from dlt.sources.helpers.rest_client import detector
+
+        keys = sorted(detector.RECORD_KEY_PATTERNS - detector.NON_RECORD_KEY_PATTERNS)
+        return {"records_path": "auto", "auto_record_keys": keys}
+    if steps is None:
+        return None
+    return {"records_path": steps}
+
+
+def detected_selector(path: Sequence[str]) -> str:
+    """The data_selector dlt makes of the path its detector found (``Decoder.records_path()``
+    after an ``"auto"`` document): ``"$"`` or the keys joined by ``"."``. dlt selects by this
+    string, on the first page and on the pages after it in the same paginate() call, so pin
+    ``compile_selector(detected_selector(p))``; when that is not ``p`` (a key with a ``.``,
+    a space, ...), dlt's string means something else: use :func:`select_fallback` with it."""
+    return ".".join(path) if path else "$"
+
+
+_NO_DOCUMENT: Any = object()
+
+
+class _Parsed:
+    """The one thing dlt's extract_response asks of a response: .json()."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: Any) -> None:
+        self._value = value
+
+    def json(self) -> Any:
+        return self._value
+
+
+def select_fallback(
+    body: bytes | bytearray | memoryview | str, data_selector: Any, *, document: Any = _NO_DOCUMENT
+) -> bytes:
+    """The records dlt selects from ``body`` with a selector beyond the subset, as a JSON
+    array document to feed a decoder whose plan has ``"records_path": []``.
+
+    This is the one path that parses a body in Python: ``json.loads`` (or the ``document``
+    the caller already parsed for its paginator), then dlt's own
+    ``RESTClient.extract_response`` (``jsonpath.find_values``, the single-match unwrap,
+    None -> no records, a single value -> one record), then ``json.dumps``. Raises what dlt
+    raises for a selector it cannot parse."""
+    import json
+
+    from dlt.sources.helpers.rest_client.client import RESTClient
+
+    if document is _NO_DOCUMENT:
+        if isinstance(body, (bytearray, memoryview)):
+            body = bytes(body)
+        document = json.loads(body)
+    records = RESTClient.extract_response(None, _Parsed(document), data_selector)  # type: ignore[arg-type]
+    return json.dumps(records, separators=(",", ":")).encode("ascii")

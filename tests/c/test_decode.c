@@ -1,7 +1,8 @@
 /* Tests of the decoder core (decode.c, schema.c, num.c): JSONTestSuite conformance
  * and the i_ decisions, numbers against strtod, escapes and surrogates, UTF-8 edge
- * cases, caps, error offsets and paths, tables/contracts, every input placed flush
- * against a PROT_NONE guard page, and failure of each allocation in turn. */
+ * cases, caps, error offsets and paths, tables/contracts, records paths, auto-detection,
+ * skeleton and row captures, every input placed flush against a PROT_NONE guard page,
+ * and failure of each allocation in turn. */
 #include <dirent.h>
 #include <errno.h>
 #include <math.h>
@@ -1468,6 +1469,341 @@ static void test_oom(void) {
   }
 }
 
+/* ---- records paths, auto-detection, skeleton, row captures ------------------------------ */
+
+static const struct dltc_path_step STAR = {NULL, 0};
+#define STEP(lit)                                                                                  \
+  { lit, sizeof(lit) - 1 }
+
+static int64_t rows_of(struct dltc_decoder *d, const char *key) {
+  for (size_t i = 0; i < dltc_decoder_ntables(d); i++) {
+    const char *const *k;
+    const size_t *kl;
+    int nk;
+    int64_t rows;
+    dltc_decoder_table_key(d, i, &k, &kl, &nk, &rows);
+    char joined[256];
+    size_t p = 0;
+    for (int j = 0; j < nk; j++) {
+      if (j)
+        joined[p++] = '\x1f';
+      memcpy(joined + p, k[j], kl[j]);
+      p += kl[j];
+    }
+    joined[p] = '\0';
+    if (nk >= 0 && strcmp(joined, key) == 0)
+      return rows;
+  }
+  return 0;
+}
+
+static int skel_is(struct dltc_decoder *d, const char *want) {
+  const char *t;
+  size_t n;
+  struct dltc_error err;
+  if (dltc_decoder_skeleton(d, &t, &n, &err))
+    return 0;
+  if (n != strlen(want) || memcmp(t, want, n) != 0) {
+    fprintf(stderr, "skeleton %.*s\n    want %s\n", (int)n, t, want);
+    return 0;
+  }
+  return 1;
+}
+
+/* The captured text of (row, i), or NULL if it is not a string/JSON/bigint. */
+static int cap_is(struct dltc_decoder *d, size_t row, size_t i, int kind, const char *text) {
+  struct dltc_capture c;
+  if (row >= dltc_decoder_capture_rows(d))
+    return 0;
+  dltc_decoder_capture(d, row, i, &c);
+  if (c.kind != kind)
+    return 0;
+  return !text || (c.n == strlen(text) && memcmp(c.s, text, c.n) == 0);
+}
+
+static int path_is(struct dltc_decoder *d, int n, const char *const *keys) {
+  const struct dltc_path_step *st;
+  if (dltc_decoder_records_path(d, &st) != n)
+    return 0;
+  for (int i = 0; i < n; i++) {
+    if (!keys[i] != !st[i].key)
+      return 0;
+    if (keys[i] && (st[i].len != strlen(keys[i]) || memcmp(st[i].key, keys[i], st[i].len) != 0))
+      return 0;
+  }
+  return 1;
+}
+
+static void test_records_path(void) {
+  struct dltc_path_step steps[] = {STEP("data"), STAR, STEP("items")};
+  static const char *const cp_self[] = {NULL}, *const cp_a[] = {"a"};
+  static const size_t cl_self[] = {0}, cl_a[] = {1};
+  struct dltc_capture_spec caps[] = {{cp_self, cl_self, 0}, {cp_a, cl_a, 1}};
+  struct dltc_plan_spec spec;
+  dltc_plan_spec_init(&spec);
+  spec.records = DLTC_RECORDS_PATH;
+  spec.records_path = steps;
+  spec.nrecords_path = 3;
+  spec.skeleton_cap = 1024;
+  spec.captures = caps;
+  spec.ncaptures = 2;
+  struct dltc_error err;
+  /* two matches: each list is one record (dlt unwraps a single match only); the first was
+   * decoded as its elements before the second showed up */
+  struct dltc_decoder *d = mk(&spec);
+  const char *two = "{\"data\": [{\"items\": [{\"a\": 1}, {\"a\": 2}], \"n\": 1}, {\"items\": "
+                    "[{\"a\": 3}]}], \"next\": \"u\"}";
+  CHECK(feedn(d, two, strlen(two), &err) == 0);
+  CHECK(rows_of(d, "") == 2 && rows_of(d, "value") == 3);
+  CHECK(skel_is(d, "{\"data\":[{\"items\":[],\"n\":1},{\"items\":[]}],\"next\":\"u\"}"));
+  CHECK(dltc_decoder_capture_rows(d) == 2);
+  CHECK(cap_is(d, 0, 0, DLTC_CAP_JSON, "[{\"a\":1},{\"a\":2}]"));
+  CHECK(cap_is(d, 0, 1, DLTC_CAP_MISSING, NULL)); /* the record is a list */
+  CHECK(cap_is(d, 1, 0, DLTC_CAP_JSON, "[{\"a\":3}]"));
+  static const char *const want3[] = {"data", NULL, "items"};
+  CHECK(path_is(d, 3, want3));
+  struct dltc_decoder_stats st;
+  dltc_decoder_stats(d, &st);
+  CHECK(st.rows == 2 && st.child_rows == 3); /* the undone first decode is not counted */
+  /* one match: unwrapped, its elements are the records */
+  const char *one = "{\"data\": [{\"items\": [{\"a\": 1}, {\"a\": 2}]}, {\"x\": 1}]}";
+  CHECK(feedn(d, one, strlen(one), &err) == 0);
+  CHECK(dltc_decoder_capture_rows(d) == 2);
+  CHECK(cap_is(d, 1, 1, DLTC_CAP_INT, NULL));
+  /* null first, then a list: the null becomes a record (a row of nulls) */
+  const char *nul = "{\"data\": [{\"items\": null}, {\"items\": [5]}]}";
+  CHECK(feedn(d, nul, strlen(nul), &err) == 0);
+  CHECK(dltc_decoder_capture_rows(d) == 2 && cap_is(d, 0, 0, DLTC_CAP_NULL, NULL) &&
+        cap_is(d, 1, 0, DLTC_CAP_JSON, "[5]"));
+  /* no match, a key on a list, a wildcard on a scalar: no records, the skeleton is all */
+  const char *none = "{\"data\": [1, {\"items\": 0, \"x\": [1]}, \"s\"]}";
+  CHECK(feedn(d, none, strlen(none), &err) == 0);
+  CHECK(dltc_decoder_capture_rows(d) == 1 && cap_is(d, 0, 0, DLTC_CAP_INT, NULL));
+  CHECK(skel_is(d, "{\"data\":[1,{\"items\":0,\"x\":[1]},\"s\"]}"));
+  dltc_decoder_free(d);
+
+  /* the re-decode of the first match fails under a frozen "tables" contract: the error
+   * names the first match's path, and the document is rolled back */
+  spec.mode_tables = DLTC_MODE_FREEZE;
+  d = mk(&spec);
+  CHECK(feedn(d, two, strlen(two), &err) == DLTC_ESCHEMA);
+  CHECK(strncmp(err.path, "$.data[0].items", 15) == 0);
+  CHECK(dltc_decoder_capture_rows(d) == 0 && rows_of(d, "") == 0);
+  const struct dltc_path_step *got;
+  CHECK(dltc_decoder_records_path(d, &got) == -1);
+  CHECK(dltc_decoder_skeleton(d, &(const char *){NULL}, &(size_t){0}, &err) == DLTC_EINVAL);
+  CHECK(feedn(d, one, strlen(one), &err) == 0 && rows_of(d, "") == 2);
+  dltc_decoder_free(d);
+  spec.mode_tables = DLTC_MODE_EVOLVE;
+
+  /* escaped keys on the path, an empty-key step, whitespace everywhere */
+  struct dltc_path_step esc[] = {STEP("d\"x"), STEP("")};
+  spec.records_path = esc;
+  spec.nrecords_path = 2;
+  d = mk(&spec);
+  const char *e =
+      " { \"d\\u0022x\" : { \"\" : [ {\"a\" : \"\\u00e9 b\"} ] , \"k\" : [ 1 , 2 ] } } ";
+  CHECK(feedn(d, e, strlen(e), &err) == 0 && rows_of(d, "") == 1);
+  CHECK(skel_is(d, "{\"d\\u0022x\":{\"\":[],\"k\":[1,2]}}"));
+  CHECK(cap_is(d, 0, 1, DLTC_CAP_STRING, "\xc3\xa9 b"));
+  static const char *const wantesc[] = {"d\"x", ""};
+  CHECK(path_is(d, 2, wantesc));
+  /* set_records_path: the next documents; the last one's path is still reported */
+  struct dltc_path_step root[] = {STEP("r")};
+  CHECK(dltc_decoder_set_records_path(d, DLTC_RECORDS_PATH, root, 1, &err) == 0);
+  CHECK(path_is(d, 2, wantesc));
+  CHECK(dltc_decoder_set_records_path(d, 7, NULL, 0, &err) == DLTC_EINVAL);
+  const char *r = "{\"r\": {\"a\": true}}";
+  CHECK(feedn(d, r, strlen(r), &err) == 0 && cap_is(d, 0, 1, DLTC_CAP_TRUE, NULL));
+  static const char *const wantr[] = {"r"};
+  CHECK(path_is(d, 1, wantr));
+  dltc_decoder_free(d);
+
+  /* a plan with both a selector and a path, and too many steps */
+  spec.selector = "x";
+  struct dltc_decoder *bad = NULL;
+  CHECK(dltc_decoder_new(&spec, &bad, &err) == DLTC_EINVAL && !bad);
+  spec.selector = NULL;
+  spec.nrecords_path = DLTC_MAX_PATH_STEPS + 1;
+  CHECK(dltc_decoder_new(&spec, &bad, &err) == DLTC_EINVAL && !bad);
+}
+
+static void test_auto(void) {
+  static const char *const keys[] = {"data", "items"};
+  static const size_t keys_len[] = {4, 5};
+  struct dltc_plan_spec spec;
+  dltc_plan_spec_init(&spec);
+  spec.records = DLTC_RECORDS_AUTO;
+  spec.auto_keys = keys;
+  spec.auto_keys_len = keys_len;
+  spec.nauto_keys = 2;
+  spec.skeleton_cap = 4096;
+  spec.dlt_ids = 0;
+  struct dltc_error err;
+  struct dltc_decoder *d = mk(&spec);
+  /* the first list is decoded as records, then dropped when a record-key list comes */
+  const char *a = "{\"meta\": {\"tags\": [1, 2]}, \"other\": [{\"x\": 1}], \"data\": [{\"y\": 2}]}";
+  CHECK(feedn(d, a, strlen(a), &err) == 0);
+  static const char *const pdata[] = {"data"};
+  CHECK(path_is(d, 1, pdata));
+  CHECK(skel_is(d, "{\"meta\":{\"tags\":[1,2]},\"other\":[{\"x\":1}],\"data\":[]}"));
+  struct tbl t;
+  CHECK(take(d, "", &t) == 0 && t.arr.length == 1 && t.schema.n_children == 1 && col(&t, "y") == 0);
+  tbl_release(&t);
+  /* no record key: the first list, depth first in document order */
+  const char *b = "{\"a\": {\"b\": {\"c\": [1]}}, \"d\": [2, 3]}";
+  CHECK(feedn(d, b, strlen(b), &err) == 0);
+  static const char *const pabc[] = {"a", "b", "c"};
+  CHECK(path_is(d, 3, pabc) && rows_of(d, "") == 1);
+  CHECK(skel_is(d, "{\"a\":{\"b\":{\"c\":[]}},\"d\":[2,3]}"));
+  CHECK(take(d, "", &t) == 0 && t.arr.length == 1 && col(&t, "value") >= 0);
+  tbl_release(&t);
+  /* four keys down is out of reach: the whole document is the one record */
+  const char *c = "{\"a\": {\"b\": {\"c\": {\"items\": [1]}}}, \"n\": 1}";
+  CHECK(feedn(d, c, strlen(c), &err) == 0);
+  CHECK(path_is(d, 0, NULL) && rows_of(d, "") == 1 &&
+        rows_of(d, "a\x1f"
+                   "b\x1f"
+                   "c\x1fitems") == 1);
+  CHECK(skel_is(d, "{\"a\":{\"b\":{\"c\":{\"items\":[1]}}},\"n\":1}"));
+  CHECK(take(d, "", &t) == 0 && t.arr.length == 1 && col(&t, "n") >= 0);
+  tbl_release(&t);
+  CHECK(take(d,
+             "a\x1f"
+             "b\x1f"
+             "c\x1fitems",
+             &t) == 0);
+  tbl_release(&t);
+  /* not an object: the document, with dlt's unwrap */
+  const char *l = " [ {\"z\": 1}, {\"z\": 2} ] ";
+  CHECK(feedn(d, l, strlen(l), &err) == 0 && rows_of(d, "") == 2 && path_is(d, 0, NULL));
+  CHECK(skel_is(d, "[]"));
+  CHECK(feedn(d, "null", 4, &err) == 0 && rows_of(d, "") == 2); /* no record */
+  CHECK(take(d, "", &t) == 0 && t.arr.length == 2);
+  tbl_release(&t);
+  /* malformed after the winner: rolled back, path reported as none */
+  const char *m = "{\"data\": [{\"y\": 1}], \"x\": [1,]}";
+  CHECK(feedn(d, m, strlen(m), &err) == DLTC_EPARSE && strcmp(err.path, "$.x") == 0);
+  CHECK(dltc_decoder_records_path(d, &(const struct dltc_path_step *){NULL}) == -1);
+  CHECK(rows_of(d, "") == 0);
+  dltc_decoder_free(d);
+}
+
+static void test_skeleton_and_captures(void) {
+  static const char *const p_i[] = {"i"}, *const p_u[] = {"u", "n"}, *const p_t[] = {"t"};
+  static const size_t l_i[] = {1}, l_u[] = {1, 1}, l_t[] = {1};
+  struct dltc_capture_spec caps[] = {{p_i, l_i, 1}, {p_u, l_u, 2}, {p_t, l_t, 1}};
+  struct dltc_plan_spec spec;
+  dltc_plan_spec_init(&spec);
+  spec.selector = "data";
+  spec.captures = caps;
+  spec.ncaptures = 3;
+  spec.skeleton_cap = 40;
+  spec.infer = 0; /* captures do not need columns */
+  struct dltc_error err;
+  struct dltc_decoder *d = mk(&spec);
+  const char *doc = "{\"data\": [{\"i\": 1, \"u\": {\"n\": \"a\\\"\"}, \"t\": {\"k\" : [1, true]}},"
+                    " {\"i\": 123456789012345678901, \"u\": null, \"t\": -1.5e3},"
+                    " {\"i\": false, \"u\": {\"n\": null}, \"i\": 2}, 7],"
+                    " \"meta\": {\"next\": \"0123456789abcdef0123456789\"}}";
+  CHECK(feedn(d, doc, strlen(doc), &err) == 0);
+  CHECK(dltc_decoder_capture_rows(d) == 4 && dltc_decoder_ncaptures(d) == 3);
+  struct dltc_capture c;
+  dltc_decoder_capture(d, 0, 0, &c);
+  CHECK(c.kind == DLTC_CAP_INT && c.i == 1);
+  CHECK(cap_is(d, 0, 1, DLTC_CAP_STRING, "a\""));
+  CHECK(cap_is(d, 0, 2, DLTC_CAP_JSON, "{\"k\":[1,true]}"));
+  CHECK(cap_is(d, 1, 0, DLTC_CAP_BIGINT, "123456789012345678901"));
+  CHECK(cap_is(d, 1, 1, DLTC_CAP_MISSING, NULL)); /* u is null: no u.n */
+  dltc_decoder_capture(d, 1, 2, &c);
+  CHECK(c.kind == DLTC_CAP_DOUBLE && c.f == -1500.0);
+  dltc_decoder_capture(d, 2, 0, &c);
+  CHECK(c.kind == DLTC_CAP_INT && c.i == 2); /* a repeated key: the last value */
+  CHECK(cap_is(d, 2, 1, DLTC_CAP_NULL, NULL) && cap_is(d, 2, 2, DLTC_CAP_MISSING, NULL));
+  CHECK(cap_is(d, 3, 0, DLTC_CAP_MISSING, NULL)); /* not an object */
+  /* the skeleton is over its 40 bytes: the error names the value that did not fit */
+  const char *t;
+  size_t n;
+  CHECK(dltc_decoder_skeleton(d, &t, &n, &err) == DLTC_ELIMIT);
+  CHECK(strcmp(err.path, "$.meta") == 0 && err.offset == (int64_t)(strstr(doc, "{\"next") - doc));
+  const char *small = "{\"data\": [], \"meta\": {\"next\": null}}";
+  CHECK(feedn(d, small, strlen(small), &err) == 0 &&
+        skel_is(d, "{\"data\":[],\"meta\":{\"next\":null}}"));
+  CHECK(dltc_decoder_capture_rows(d) == 0);
+  dltc_decoder_free(d);
+
+  /* a capture through a declared json column is refused */
+  static const char *const p_j[] = {"u"};
+  static const size_t l_j[] = {1};
+  struct dltc_column_spec cols[] = {{p_j, l_j, 1, DLTC_T_JSON, 1, 1}};
+  spec.columns = cols;
+  spec.ncolumns = 1;
+  struct dltc_decoder *bad = NULL;
+  CHECK(dltc_decoder_new(&spec, &bad, &err) == DLTC_EINVAL && !bad);
+}
+
+/* Failing each allocation in turn with paths, auto, skeleton and captures: every failure
+ * is a clean ENOMEM, and the decoder then gives what one that never failed gives. */
+static void test_records_oom(void) {
+  static const char *const keys[] = {"data"};
+  static const size_t keys_len[] = {4};
+  static const char *const p_a[] = {"a"};
+  static const size_t l_a[] = {1};
+  struct dltc_capture_spec caps[] = {{p_a, l_a, 1}, {p_a, l_a, 0}};
+  struct dltc_path_step steps[] = {STEP("r"), STAR, STEP("l")};
+  static const char *const docs[] = {
+      "{\"meta\": {\"x\": [1]}, \"data\": [{\"a\": \"s\", \"b\": [1, 2]}, {\"a\": {\"z\": 1}}]}",
+      "{\"r\": [{\"l\": [{\"a\": 1, \"c\": [true]}]}, {\"l\": [{\"a\": 2}]}], \"n\": \"next\"}",
+  };
+  for (int mode = 0; mode < 2; mode++) {
+    for (long n = 1; n < 3000; n++) {
+      struct dltc_plan_spec spec;
+      dltc_plan_spec_init(&spec);
+      spec.records = mode ? DLTC_RECORDS_PATH : DLTC_RECORDS_AUTO;
+      spec.records_path = steps;
+      spec.nrecords_path = 3;
+      spec.auto_keys = keys;
+      spec.auto_keys_len = keys_len;
+      spec.nauto_keys = 1;
+      spec.skeleton_cap = 4096;
+      spec.captures = caps;
+      spec.ncaptures = 2;
+      struct dltc_decoder *d = NULL;
+      struct dltc_error err;
+      int64_t rows;
+      const char *doc = docs[mode];
+      size_t len = strlen(doc);
+      dltc__alloc_fail_at(n);
+      int rc = dltc_decoder_new(&spec, &d, &err);
+      if (!rc)
+        rc = dltc_decoder_feed(d, guarded(doc, len), len, "", 0, &rows, &err);
+      int reached = dltc__alloc_count() >= n;
+      dltc__alloc_fail_at(0);
+      CHECK(rc == 0 || rc == DLTC_ENOMEM);
+      if (d && rc) {
+        /* after a failed feed the same document decodes as in a decoder that never failed */
+        CHECK(dltc_decoder_feed(d, guarded(doc, len), len, "", 0, &rows, &err) == 0);
+        struct dltc_decoder *ref = mk(&spec);
+        CHECK(dltc_decoder_feed(ref, guarded(doc, len), len, "", 0, &rows, &err) == 0);
+        const char *s1 = NULL, *s2 = NULL;
+        size_t n1 = 0, n2 = 0;
+        CHECK(dltc_decoder_skeleton(d, &s1, &n1, &err) == 0);
+        CHECK(dltc_decoder_skeleton(ref, &s2, &n2, &err) == 0);
+        CHECK(n1 == n2 && s1 && s2 && memcmp(s1, s2, n1) == 0);
+        CHECK(dltc_decoder_capture_rows(d) == dltc_decoder_capture_rows(ref));
+        static char g1[8192], g2[8192];
+        schema_sig(d, g1, sizeof g1);
+        schema_sig(ref, g2, sizeof g2);
+        CHECK(strcmp(g1, g2) == 0);
+        dltc_decoder_free(ref);
+      }
+      dltc_decoder_free(d);
+      if (!reached)
+        break; /* the n-th allocation never happened: every one was failed once */
+    }
+  }
+}
+
 int main(void) {
   page = (size_t)sysconf(_SC_PAGESIZE);
   test_suite();
@@ -1486,6 +1822,10 @@ int main(void) {
   test_reset();
   test_prefixes();
   test_oom();
+  test_records_path();
+  test_auto();
+  test_skeleton_and_captures();
+  test_records_oom();
   if (guard_map)
     munmap(guard_map, guard_len + page);
   if (failures) {
