@@ -30,6 +30,7 @@ from dltc.runtime import (
     Run,
     SourceError,
     body,
+    column_values,
     contract,
     decoder_items,
     flush_decoder,
@@ -37,6 +38,8 @@ from dltc.runtime import (
     load_id,
     new_decoder,
     rejects_item,
+    selected_resources,
+    source_contract,
 )
 
 __all__ = [
@@ -350,10 +353,10 @@ class _Chess:
         self.pending_rows = 0
         tables, rejects = flush_decoder(self.decoders["games"], "players_games", "chess")
         tbl = tables.get("players_games")
-        uuids = _pylist(tbl, "uuid")
-        urls = _pylist(tbl, "url")
-        whites = _pylist(tbl, "white__username")
-        blacks = _pylist(tbl, "black__username")
+        uuids = column_values(tbl, "uuid")
+        urls = column_values(tbl, "url")
+        whites = column_values(tbl, "white__username")
+        blacks = column_values(tbl, "black__username")
         listed = self.listed
         keep = [False] * len(uuids)
         commits = []
@@ -438,14 +441,6 @@ class _Chess:
         return dec
 
 
-def _pylist(tbl: Optional[pa.Table], column: str) -> List[Any]:
-    if tbl is None:
-        return []
-    if column not in tbl.column_names:
-        return [None] * tbl.num_rows
-    return tbl.column(column).to_pylist()  # type: ignore[no-any-return]
-
-
 def _login_dates(values: List[Any]) -> pa.Array:
     """`lastLoginDate` as dlt's dict path types it: ISO 8601 strings are detected as
     timestamps (dlt's `iso_timestamp` detection), integers stay bigint."""
@@ -470,21 +465,7 @@ _RESOURCE_KINDS = {
 
 def _selected_kinds() -> set:
     """The resources dlt will extract in this run (empty when not known)."""
-    try:
-        names = dlt.current.source().selected_resources.keys()
-    except Exception:
-        return set()
-    return {_RESOURCE_KINDS[n] for n in names if n in _RESOURCE_KINDS}
-
-
-def _dlt_contract() -> Any:
-    """The schema contract dlt applies to this source (pipeline.run(schema_contract=...)
-    or source.schema_contract), so the decoder enforces it row by row: dlt alone can only
-    drop or keep a whole Arrow batch."""
-    try:
-        return dlt.current.source().schema_contract
-    except Exception:
-        return None
+    return {_RESOURCE_KINDS[n] for n in selected_resources() if n in _RESOURCE_KINDS}
 
 
 def _games_state() -> dict:
@@ -580,7 +561,7 @@ def source(
         if run.fresh():
             cfg["load_id"] = load_id() or cfg["load_id"]
             if schema_contract is None:  # a contract given to pipeline.run / the source
-                cfg["contract"] = contract(_dlt_contract(), ChessSourceError)
+                cfg["contract"] = contract(source_contract(), ChessSourceError)
             kinds = _selected_kinds() | {kind}
         elif kind not in run.started:
             kinds = {kind}

@@ -31,6 +31,7 @@ __all__ = [
     "SourceError",
     "body",
     "column_name",
+    "column_values",
     "contract",
     "decoder_items",
     "flush_decoder",
@@ -39,6 +40,8 @@ __all__ = [
     "new_client",
     "new_decoder",
     "rejects_item",
+    "selected_resources",
+    "source_contract",
     "table_name",
     "to_table",
     "tune_heap",
@@ -702,7 +705,35 @@ def decoder_items(run: Run, decoder: Any, root: str) -> List[Any]:
     return items
 
 
+def column_values(tbl: Optional[pa.Table], column: str) -> List[Any]:
+    """A column as a Python list; Nones when the table lacks it; [] without a table."""
+    if tbl is None:
+        return []
+    if column not in tbl.column_names:
+        return [None] * tbl.num_rows
+    return tbl.column(column).to_pylist()  # type: ignore[no-any-return]
+
+
 # ---- dlt context ---------------------------------------------------------------------
+
+
+def selected_resources() -> Set[str]:
+    """Names of the resources dlt will extract in this run (empty when not known), so a
+    source can plan them all at once whichever generator dlt pulls first."""
+    try:
+        return set(dlt.current.source().selected_resources.keys())
+    except Exception:
+        return set()
+
+
+def source_contract() -> Any:
+    """The schema contract dlt applies to the current source (pipeline.run(schema_contract=
+    ...) or source.schema_contract), so the decoder can enforce it row by row: dlt alone
+    can only drop or keep a whole Arrow batch."""
+    try:
+        return dlt.current.source().schema_contract
+    except Exception:
+        return None
 
 
 def load_id() -> Optional[str]:
