@@ -52,10 +52,7 @@ __all__ = [
     "detected_selector",
 ]
 
-SEP = "\x1f"
-REJECTS_TABLE = "_dltc_rejects"
-DLT_TYPES = ("text", "bigint", "double", "bool", "timestamp", "date", "json")
-MODES = ("evolve", "freeze", "discard_row", "discard_value")
+from dltc._names import DLT_TYPES, MODES, REJECTS_TABLE, SEP  # their one home
 EMPTY_KEY = "_empty"  # dlt's relational normalizer: DataItemNormalizer.EMPTY_KEY_IDENTIFIER
 SYSTEM_COLUMNS = ("_dlt_id", "_dlt_parent_id", "_dlt_list_idx", "_dlt_load_id", "_dlt_root_id")
 _VARIANT_PREFIX = "v_"
