@@ -25,7 +25,7 @@ import struct
 import sys
 import time
 from pathlib import Path
-from urllib.parse import parse_qsl, quote, urlencode
+from urllib.parse import parse_qsl, quote, unquote, urlencode
 
 from dltc.replica import faults as F
 from dltc.replica.app import Response, _accepts_gzip, _head, _status_fault
@@ -270,13 +270,13 @@ class Api:
 
     # ---- routes ----------------------------------------------------------------------
 
-    def route(self, method: str, path: str, query: str, headers: dict, hlist, body: bytes
-              ) -> tuple[str, Response]:
-        """(route name, response) for one request."""
+    def route(self, method: str, path: str, query: str, headers: dict, hlist, body: bytes,
+              raw_path: str | None = None) -> tuple[str, Response]:
+        """(route name, response) for one request; PATH is percent-decoded, RAW_PATH not."""
         pairs = parse_qsl(query, keep_blank_values=True)
         q = _first(pairs)
         if path == "/echo" or path.startswith("/echo/"):
-            return "echo", self.echo(method, path, query, pairs, hlist, body)
+            return "echo", self.echo(method, raw_path or path, query, pairs, hlist, body)
         if path == "/oauth/token":
             if method != "POST":
                 return "token", json_response(405, {"error": "method_not_allowed"}, {"Allow": "POST"})
@@ -607,7 +607,8 @@ class Server:
 
     async def respond(self, method, target, headers, hlist, body, writer) -> bool:
         api = self.api
-        path, _, query = target.partition("?")
+        raw_path, _, query = target.partition("?")
+        path = unquote(raw_path)                # routed decoded, as nginx's $uri
         if path.startswith("/__dltc/"):
             return await self.control(path, writer)
         kind, n = api.decide(path, target)
@@ -619,7 +620,7 @@ class Server:
                 api.note("fault", method, target)
                 return await self.send(writer, method, resp)
         try:
-            route, resp = api.route(method, path, query, headers, hlist, body)
+            route, resp = api.route(method, path, query, headers, hlist, body, raw_path)
         except Reject as e:
             route = "error"
             resp = json_response(e.status, {"error": e.error, "message": e.message}, e.headers)
