@@ -98,7 +98,7 @@ def fast_file(method: str, path: str, query: str, meta: dict) -> str | None:
     m = _COMMENTS.match(path)
     if m:
         cpp = args.get("per_page") or str(meta["comment_page_size"])
-        return f"pages/comments/{m[1]}/{m[2]}/{m[3]}/{cpp}/{args.get('page') or '1'}.json"
+        return f"pages/comments/{m[1]}/{m[2]}/{m[3]}.{cpp}.{args.get('page') or '1'}.json"
     return None
 
 

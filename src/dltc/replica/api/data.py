@@ -84,7 +84,7 @@ def _text(rng: random.Random, scale: float) -> str | None:
     if n == 0:
         return None
     n = max(1, int(n * scale))
-    return " ".join(rng.choice(_WORDS) for _ in range(n))
+    return " ".join(rng.choices(_WORDS, k=n))
 
 
 def _org(seed: int, i: int, now: _dt.datetime) -> dict:
@@ -153,7 +153,8 @@ def make_issue(seed: int, repo: dict, number: int, id_: int, created: _dt.dateti
 
 def make_comment(seed: int, issue: dict, k: int, id_: int, now: _dt.datetime, scale: float) -> dict:
     r = _rng(seed, "comment", issue["repository"], issue["number"], k)
-    created = parse_ts(issue["created_at"])
+    created = _dt.datetime.strptime(issue["created_at"], "%Y-%m-%dT%H:%M:%SZ").replace(
+        tzinfo=_dt.timezone.utc)
     life = max(1.0, (now - created).total_seconds())
     c = created + _dt.timedelta(seconds=int(life * (k + r.random()) / (k + 2)))
     return {"id": id_, "issue_number": issue["number"], "repository": issue["repository"],
@@ -395,21 +396,31 @@ def write_pages(out: Path, meta: dict, recs: dict) -> int:
                 n += _write_if_changed(root / "issues" / "cursor" / str(pp) / f"{name}.json",
                                        body_cursor(chunk, nxt))
     if "comments" in fast:
+        # pages/comments/{org}/{repo}/{number}.{per_page}.{page}.json; issues without
+        # comments (and locked ones, which 404) are left to the app
         for it in issues:
-            if it["locked"]:
+            cs = recs["comments"].get(f"{it['repository']}#{it['number']}")
+            if it["locked"] or not cs:
                 continue
-            cs = [enc(c) for c in recs["comments"].get(f"{it['repository']}#{it['number']}", [])]
-            pages = max(1, (len(cs) + cpp - 1) // cpp)
-            d = root / "comments" / it["repository"] / str(it["number"]) / str(cpp)
+            cs = [enc(c) for c in cs]
+            pages = (len(cs) + cpp - 1) // cpp
+            d = root / "comments" / it["repository"]
             for p in range(1, pages + 1):
                 nxt = comments_url(BASE, it["repository"], it["number"], p + 1, cpp) \
                     if p < pages else None
-                n += _write_if_changed(d / f"{p}.json", body_comments(cs[(p - 1) * cpp: p * cpp], nxt))
+                n += _write_if_changed(d / f"{it['number']}.{cpp}.{p}.json",
+                                       body_comments(cs[(p - 1) * cpp: p * cpp], nxt))
     return n
 
 
+_made: set[str] = set()
+
+
 def _write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    parent = str(path.parent)
+    if parent not in _made or not os.path.isdir(parent):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _made.add(parent)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_bytes(data)
     os.replace(tmp, path)

@@ -53,7 +53,7 @@ def _maps(meta: dict) -> str:
         "GET:q:/issues/page_number" /pages/issues/page_number/$dltc_pp/$dltc_pg.json;
         "GET:q:/issues/offset" /pages/issues/offset/$dltc_lim/$dltc_off.json;
         "GET:q:/issues/cursor" /pages/issues/cursor/$dltc_pp/$dltc_cur.json;
-        "~^GET:q:/repos/(?<dltc_o>{slug})/(?<dltc_r>{slug})/issues/(?<dltc_n>[0-9]+)/comments$" /pages/comments/$dltc_o/$dltc_r/$dltc_n/$dltc_cpp/$dltc_pg.json;
+        "~^GET:q:/repos/(?<dltc_o>{slug})/(?<dltc_r>{slug})/issues/(?<dltc_n>[0-9]+)/comments$" /pages/comments/$dltc_o/$dltc_r/$dltc_n.$dltc_cpp.$dltc_pg.json;
     }}"""
 
 
