@@ -236,6 +236,9 @@ PAGINATORS = [
     ("issues/json_link_relative", {"per_page": 7},
      {"type": "json_link", "next_url_path": "links.next"}, "links_next", 0),
     ("issues/header_link", {"per_page": 7}, {"type": "header_link"}, None, 0),
+    ("issues/nested", {"per_page": 7},
+     {"type": "page_number", "base_page": 1, "total_path": "meta.pagination.total_pages"},
+     "data.issues", 0),
     ("issues/header_cursor", {"per_page": 7},
      {"type": "header_cursor", "cursor_key": "X-Next-Cursor", "cursor_param": "cursor"}, None, 0),
 ]
@@ -278,6 +281,12 @@ def test_post_search_pages_in_the_body(api_replica, api_replica_data):
                     json_body={"filter": {"state": "open"}})
     assert ids == want
     assert api_replica.stats()["by_route"]["issues/search"] - before == -(-len(want) // 9)
+    # the same route paged by a cursor in the request body; the last page has null
+    paginator = {"type": "cursor", "cursor_path": "next_cursor", "cursor_body_path": "cursor"}
+    ids = _paginate(api_replica, "issues/search", {}, paginator, "results", method="POST",
+                    json_body={"filter": {"state": "open"}, "page": {"limit": 9}})
+    assert ids == want
+    assert api_replica.stats()["by_route"]["issues/search"] - before == 2 * -(-len(want) // 9)
 
 
 def test_hostile_routes(api_replica):

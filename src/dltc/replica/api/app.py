@@ -414,7 +414,7 @@ class Api:
     def issues(self, style: str, path: str, q: dict, items: list[dict] | None = None) -> Response:
         if style not in ("page_number", "page_number_nototal", "offset", "offset_nototal",
                          "offset_has_more", "cursor", "json_link", "json_link_relative",
-                         "header_link", "header_cursor") and items is None:
+                         "header_link", "header_cursor", "nested") and items is None:
             raise Reject(404, "not_found", f"no route {path}")
         items = self.select(q, items)
         total = len(items)
@@ -448,6 +448,9 @@ class Api:
         more = page < pages
         if style == "page_number":
             return json_response(200, G.body_page_number(chunk, page, pp, total))
+        if style == "nested":
+            return json_response(200, (f'{{"data":{{"issues":[{",".join(chunk)}]}},'
+                                       f'"meta":{{"pagination":{{"page":{page},"total_pages":{pages}}}}}}}').encode())
         if style == "page_number_nototal":
             return json_response(200, f'{{"items":[{",".join(chunk)}]}}'.encode())
         if style == "json_link":
@@ -479,10 +482,19 @@ class Api:
         if flt.get("label"):
             items = [it for it in items if any(lb["name"] == flt["label"] for lb in it["labels"])]
         p = {k: str(v) for k, v in page.items()}
-        off = _int(p, "offset", 0, 0, 1 << 40)
-        lim = _int(p, "limit", self.meta["page_size"], 1, G.MAX_PER_PAGE)
+        tok = doc.get("cursor")
+        if tok:
+            dec = G.cursor_decode(str(tok))
+            if dec is None:
+                raise Reject(422, "validation_failed", f"cursor {tok!r} is not a cursor of this API")
+            off, lim = dec
+        else:
+            off = _int(p, "offset", 0, 0, 1 << 40)
+            lim = _int(p, "limit", self.meta["page_size"], 1, G.MAX_PER_PAGE)
         chunk = [self.enc(it) for it in items[off: off + lim]]
-        return json_response(200, f'{{"total":{len(items)},"offset":{off},"results":[{",".join(chunk)}]}}'.encode())
+        nxt = G.enc(G.cursor_token(off + lim, lim)) if off + lim < len(items) else "null"
+        return json_response(200, (f'{{"total":{len(items)},"offset":{off},"next_cursor":{nxt},'
+                                   f'"results":[{",".join(chunk)}]}}').encode())
 
     def resources(self, path: str, q: dict) -> tuple[str, Response]:
         recs = self.recs

@@ -30,7 +30,7 @@ def _parser() -> _Parser:
     g.add_argument("--page-size", type=int, default=100, help="default per_page/limit of issue pages")
     g.add_argument("--comment-page-size", type=int, default=10, help="default per_page of comments")
     g.add_argument("--body-scale", type=float, default=1.0,
-                   help="multiplies the length of text bodies (4 makes pages ~4x larger)")
+                   help="makes records and pages ~N times larger (longer text)")
     g.add_argument("--locked-rate", type=float, default=0.1,
                    help="share of issues whose comments 404")
     g.add_argument("--fast", default=None,

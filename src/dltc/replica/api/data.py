@@ -79,11 +79,13 @@ def _user(rng: random.Random, pool: int = 200) -> dict:
     return {"login": f"{_ADJ[k % len(_ADJ)]}-{_NOUN[k % len(_NOUN)]}{k}", "id": 5000 + k}
 
 
-def _text(rng: random.Random, scale: float) -> str | None:
+def _text(rng: random.Random, scale: float, pad: int = 0) -> str | None:
+    """Words of text, or None; at scale s the text grows by s and by (s - 1) * PAD words,
+    so that a whole record (its fixed part included) grows ~s times."""
     n = rng.choice((0, 3, 8, 20, 60, 200))
     if n == 0:
         return None
-    n = max(1, int(n * scale))
+    n = max(1, int(n * scale + (scale - 1) * pad))
     return " ".join(rng.choices(_WORDS, k=n))
 
 
@@ -138,7 +140,7 @@ def make_issue(seed: int, repo: dict, number: int, id_: int, created: _dt.dateti
     ups, downs, hearts = (int(r.expovariate(0.5)), int(r.expovariate(2)), int(r.expovariate(1)))
     rec = {"id": id_, "node_id": f"I_{id_:08x}", "number": number, "repository": repo["full_name"],
            "title": " ".join(r.choice(_WORDS) for _ in range(r.randrange(2, 9))).capitalize(),
-           "body": _text(r, scale), "state": "closed" if closed else "open",
+           "body": _text(r, scale, 100), "state": "closed" if closed else "open",
            "locked": r.random() < locked_rate, "user": _user(r),
            "labels": labels, "assignees": [_user(r) for _ in range(r.choice((0, 0, 1, 2)))],
            "milestone": ms,
@@ -158,7 +160,7 @@ def make_comment(seed: int, issue: dict, k: int, id_: int, now: _dt.datetime, sc
     life = max(1.0, (now - created).total_seconds())
     c = created + _dt.timedelta(seconds=int(life * (k + r.random()) / (k + 2)))
     return {"id": id_, "issue_number": issue["number"], "repository": issue["repository"],
-            "user": _user(r), "body": _text(r, scale) or "+1",
+            "user": _user(r), "body": _text(r, scale, 40) or "+1",
             "reactions": {"total_count": r.randrange(3)},
             "created_at": iso(c), "updated_at": iso(c)}
 
