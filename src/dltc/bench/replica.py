@@ -4,6 +4,12 @@ over every month file of the data set) at several concurrencies and latencies.
     python -m dltc.bench replica [--json] [--data DIR] [--duration 5] [--concurrency 8,64,256]
                                  [--latency 0,50] [--encodings gzip] [--workers 2]
                                  [--tls] [--faults SPEC]
+    python -m dltc.bench replica --scenario api [--families page_number,cursor,comments,app]
+                                 [--body-scale 1] [same options]
+
+`--scenario api` measures the generic API replica (dltc.replica.api): per family of URLs,
+page files served by nginx (page_number, cursor, comments: json_link child pages) and
+pages rendered by the Python app (app: /issues/json_link, filtered), each rotated by wrk.
 
 Without --data a data set is generated once into ~/.cache/dltc/bench-data/ and reused.
 wrk runs on the same machine, so the figures are a lower bound of what nginx can do.
@@ -134,6 +140,108 @@ def run(data: Path, concurrency: list[int], latencies: list[float], encodings: l
             "results": results}
 
 
+API_DATA_ARGS = dict(orgs=1, repos_per_org=10, issues_per_repo=2000, comments_per_issue=3,
+                     comment_page_size=1, seed=1, locked_rate=0.0)
+API_FAMILIES = ("page_number", "cursor", "comments", "app")
+
+
+def _default_api_data(body_scale: float) -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    a = API_DATA_ARGS
+    d = Path(base) / "dltc" / "bench-data" / (
+        f"api-o{a['orgs']}-r{a['repos_per_org']}-i{a['issues_per_repo']}-c{a['comments_per_issue']}"
+        f"-s{a['seed']}-b{body_scale:g}")
+    if not (d / "meta.json").is_file():
+        from dltc.replica.api import generate
+
+        print(f"generating {d} ...", file=sys.stderr, flush=True)
+        generate(str(d), body_scale=body_scale, **a)
+    return d
+
+
+def _api_paths(data: Path, family: str) -> tuple[list[str], float]:
+    """(URIs of one family, mean body bytes), in a seeded shuffled order."""
+    from dltc.replica.api import load_meta
+
+    meta = load_meta(data)
+    pages = data / "pages"
+    paths, sizes = [], []
+    if family in ("page_number", "app"):
+        d = pages / "issues" / "page_number" / str(meta["page_size"])
+        for f in d.glob("*.json"):
+            n = int(f.stem)
+            if family == "page_number":
+                paths.append(f"/issues/page_number?page={n}")
+            else:   # rendered by the app: json_link pages, filtered (state=all keeps all)
+                paths.append(f"/issues/json_link?page={n}&state=all")
+            sizes.append(f.stat().st_size)
+    elif family == "cursor":
+        d = pages / "issues" / "cursor" / str(meta["page_size"])
+        for f in d.glob("*.json"):
+            paths.append("/issues/cursor" + ("" if f.stem == "first" else f"?cursor={f.stem}"))
+            sizes.append(f.stat().st_size)
+    elif family == "comments":
+        for f in (pages / "comments").glob("*/*/*.json"):
+            number, _pp, page = f.name[:-5].split(".")
+            repo = f.parent.relative_to(pages / "comments").as_posix()
+            paths.append(f"/repos/{repo}/issues/{number}/comments?page={page}")
+            sizes.append(f.stat().st_size)
+    else:
+        raise ValueError(f"unknown family {family!r} (known: {', '.join(API_FAMILIES)})")
+    if not paths:
+        raise SystemExit(f"dltc.bench replica: no {family} pages under {pages}")
+    order = list(range(len(paths)))
+    random.Random(1).shuffle(order)
+    return [paths[i] for i in order], sum(sizes) / len(sizes)
+
+
+def run_api(data: Path, families: list[str], concurrency: list[int], latencies: list[float],
+            encodings: list[str], duration: float, workers: int, tls: bool = False,
+            faults: str | None = None) -> dict:
+    from dltc.replica.api import load_meta, serve
+
+    wrk = shutil.which("wrk")
+    if wrk is None:
+        raise SystemExit("dltc.bench replica: wrk not found: run `make setup` (apt-get install wrk)")
+    fam = {f: _api_paths(data, f) for f in families}
+    results = []
+    with tempfile.TemporaryDirectory(prefix="dltc-bench-") as tmp:
+        scripts = {}
+        for f, (paths, _) in fam.items():
+            for enc in encodings:
+                s = Path(tmp) / f"{f}-{enc}.lua"
+                s.write_text(_LUA % {"paths": ",".join(json.dumps(p) for p in paths),
+                                     "encoding": enc})
+                scripts[f, enc] = s
+        for lat in latencies:
+            t0 = time.perf_counter()
+            with serve(data, latency_ms=lat, workers=workers, tls=tls, faults=faults) as api:
+                start_s = time.perf_counter() - t0
+                for f, (paths, mean_size) in fam.items():
+                    for enc in encodings:
+                        for c in concurrency:
+                            r = _wrk(wrk, api.base_url, scripts[f, enc], c, duration)
+                            secs = r["duration_us"] / 1e6
+                            rps = r["requests"] / secs
+                            results.append({
+                                "family": f, "latency_ms": lat, "encoding": enc, "concurrency": c,
+                                "requests_per_s": round(rps, 1),
+                                "wire_MB_per_s": round(r["bytes"] / secs / 1e6, 1),
+                                "decoded_MB_per_s": round(rps * mean_size / 1e6, 1),
+                                "mean_page_bytes": round(mean_size),
+                                "p50_ms": round(r["p50_us"] / 1000, 1),
+                                "p99_ms": round(r["p99_us"] / 1000, 1),
+                                "errors": {k: r[k] for k in ("connect", "read", "write", "status",
+                                                             "timeout") if r[k]},
+                                "replica_start_s": round(start_s, 2),
+                            })
+    meta = load_meta(data)
+    return {"bench": "replica", "scenario": "api", "data": str(data),
+            "pages": {f: len(p) for f, (p, _) in fam.items()}, "page_size": meta["page_size"],
+            "body_scale": meta["body_scale"], "nginx_workers": workers, "duration_s": duration,
+            "cpus": os.cpu_count(), "tls": tls, "faults": faults, "results": results}
+
+
 def main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(prog="python -m dltc.bench replica", description=__doc__.split("\n")[0])
     ap.add_argument("--json", action="store_true", help="one JSON document on stdout")
@@ -149,6 +257,12 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--workers", type=int, default=2, help="nginx worker processes")
     ap.add_argument("--tls", action="store_true", help="HTTPS (wrk speaks HTTP/1.1 over TLS)")
     ap.add_argument("--faults", default=None, help="fault SPEC: every request goes through the app")
+    ap.add_argument("--scenario", choices=("chess", "api"), default="chess",
+                    help="chess: the chess.com replica; api: the generic API replica")
+    ap.add_argument("--families", default=",".join(API_FAMILIES),
+                    help="api: URL families (page_number, cursor, comments, app)")
+    ap.add_argument("--body-scale", type=float, default=1.0,
+                    help="api: text length multiplier of the generated data (4: ~4x pages)")
     a = ap.parse_args(argv)
     try:
         conc = [int(x) for x in a.concurrency.split(",") if x]
@@ -165,13 +279,29 @@ def main(argv: list[str]) -> int:
     from dltc.replica import ReplicaError
 
     try:
-        data = Path(a.data) if a.data else _default_data(a.players, a.months, a.seed, a.now)
-        out = run(data, conc, lats, encs, a.duration, a.workers, a.tls, a.faults)
+        if a.scenario == "api":
+            fams = [x for x in a.families.split(",") if x]
+            data = Path(a.data) if a.data else _default_api_data(a.body_scale)
+            out = run_api(data, fams, conc, lats, encs, a.duration, a.workers, a.tls, a.faults)
+        else:
+            data = Path(a.data) if a.data else _default_data(a.players, a.months, a.seed, a.now)
+            out = run(data, conc, lats, encs, a.duration, a.workers, a.tls, a.faults)
     except (ReplicaError, RuntimeError, ValueError) as e:
         print(f"dltc.bench replica: {e}", file=sys.stderr)
         return 2
     if a.json:
         print(json.dumps(out, indent=1))
+    elif a.scenario == "api":
+        print(f"api replica capacity: pages {out['pages']}, page_size {out['page_size']}, "
+              f"body_scale {out['body_scale']:g}, {out['nginx_workers']} nginx workers, "
+              f"{out['duration_s']:g}s per run")
+        print(f"{'family':>11} {'lat ms':>6} {'enc':>8} {'conc':>5} {'req/s':>9} {'wire MB/s':>10} "
+              f"{'json MB/s':>10} {'page B':>7} {'p50 ms':>7} {'p99 ms':>7}  errors")
+        for r in out["results"]:
+            print(f"{r['family']:>11} {r['latency_ms']:>6g} {r['encoding']:>8} {r['concurrency']:>5} "
+                  f"{r['requests_per_s']:>9.0f} {r['wire_MB_per_s']:>10.1f} "
+                  f"{r['decoded_MB_per_s']:>10.1f} {r['mean_page_bytes']:>7} {r['p50_ms']:>7.1f} "
+                  f"{r['p99_ms']:>7.1f}  {r['errors'] or ''}")
     else:
         print(f"replica capacity: {out['month_files']} month files, mean {out['mean_month_bytes']} B, "
               f"{out['nginx_workers']} nginx workers, {out['duration_s']:g}s per run")

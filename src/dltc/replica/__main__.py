@@ -1,4 +1,5 @@
-"""CLI of the replica: `python -m dltc.replica generate|serve|advance ...` (issue 2).
+"""CLI of the replica: `python -m dltc.replica generate|serve|advance ...` (issue 2), and
+`python -m dltc.replica api generate|serve|advance ...` for the generic API replica.
 
 Errors are one line on stderr saying what to do, exit status 2.
 """
@@ -15,7 +16,8 @@ import time
 
 def _parser() -> argparse.ArgumentParser:
     p = _Parser(prog="python -m dltc.replica",
-                                description="A local chess.com PubAPI replica.")
+                                description="A local chess.com PubAPI replica "
+                                            "(`python -m dltc.replica api --help`: a generic REST API).")
     sub = p.add_subparsers(dest="cmd", required=True)
 
     g = sub.add_parser("generate", help="write a deterministic data set")
@@ -100,6 +102,11 @@ def _serve(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "api":           # the generic API replica (dltc.replica.api)
+        from dltc.replica.api.cli import main as api_main
+
+        return api_main(argv[1:])
     args = _parser().parse_args(argv)
     from dltc.replica.server import ReplicaError
 

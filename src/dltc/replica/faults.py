@@ -139,11 +139,21 @@ def invalid_json(body: bytes, seed: int, path: str, n: int) -> bytes:
     return body[: i + 1] + b"," + body[i + 1:]
 
 
+# Keys under which the generic API replica (dltc.replica.api) puts the records of a page.
+LIST_KEYS = ("items", "results", "comments", "repos")
+
+
 def _records(doc):
-    """The records a drift applies to: the games of a month, else the document itself."""
+    """The records a drift applies to: the games of a month, the records of an api replica
+    page (a list root, or the list under one of LIST_KEYS), else the document itself."""
     if isinstance(doc, dict) and isinstance(doc.get("games"), list):
         return [g for g in doc["games"] if isinstance(g, dict)]
+    if isinstance(doc, list):
+        return [g for g in doc if isinstance(g, dict)]
     if isinstance(doc, dict):
+        for k in LIST_KEYS:
+            if isinstance(doc.get(k), list):
+                return [g for g in doc[k] if isinstance(g, dict)]
         return [doc]
     return []
 
@@ -153,7 +163,8 @@ def drift(body: bytes, kind: str, seed: int, path: str, n: int) -> bytes | None:
 
     drift_extra: adds "dltc_drift_extra" (an object) to each record.
     drift_missing: removes one key present in the first record (chosen by the seed)
-        from every record; never "url"/"uuid"/"end_time" (a source's keys).
+        from every record; never "url"/"uuid"/"end_time" (a source's keys), nor the api
+        replica's "id"/"number"/"updated_at".
     drift_type: ratings become strings (games: white/black.rating; else a numeric
         top-level field such as followers becomes a string).
     """
@@ -168,7 +179,8 @@ def drift(body: bytes, kind: str, seed: int, path: str, n: int) -> bytes | None:
         for r in recs:
             r["dltc_drift_extra"] = {"note": "field added by the replica", "n": n}
     elif kind == "drift_missing":
-        keep = {"url", "uuid", "end_time", "@id", "games", "archives"}
+        keep = {"url", "uuid", "end_time", "@id", "games", "archives",
+                "id", "number", "updated_at"}            # the api replica's keys
         cands = sorted(k for k in recs[0] if k not in keep)
         if not cands:
             return None
@@ -185,7 +197,8 @@ def drift(body: bytes, kind: str, seed: int, path: str, n: int) -> bytes | None:
                     changed = True
             if not changed:
                 for k in sorted(r):
-                    if isinstance(r[k], int) and not isinstance(r[k], bool) and k != "end_time":
+                    if isinstance(r[k], int) and not isinstance(r[k], bool) and \
+                            k not in ("end_time", "id", "number"):
                         r[k] = str(r[k])
                         changed = True
                         break

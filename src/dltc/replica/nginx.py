@@ -69,8 +69,10 @@ class Mirror:
     update() is incremental (unchanged files are skipped) and returns {uri: weak etag}.
     """
 
-    def __init__(self, data_dir: Path, www: Path, base_url: str, store: Path | None = None):
+    def __init__(self, data_dir: Path, www: Path, base_url: str, store: Path | None = None,
+                 tops: tuple[str, ...] = ("pub", "callback")):
         self.data = data_dir
+        self.tops = tops          # the data dir's subdirectories that are served
         self.www = www
         self.base = base_url.encode()
         self.store = store
@@ -125,7 +127,7 @@ class Mirror:
 
     def update(self, threads: int = 2) -> dict[str, str]:
         jobs = []
-        for top in ("pub", "callback"):
+        for top in self.tops:
             root = self.data / top
             if not root.is_dir():
                 continue
@@ -194,6 +196,8 @@ class Conf:
     n_etags: int = 0
     stall_s: float = 0
     run_as_root: bool = False
+    locations: str | None = None    # replaces the data locations (`location /` ...) when set
+    http_extra: str = ""            # more http-level directives (maps) when set
 
 
 def _delays(c: Conf) -> list[str]:
@@ -223,7 +227,9 @@ def render(c: Conf) -> str:
     static = f"""
             if ($dltc_nm) {{ return 304; }}
             try_files $uri.json @app;{data_headers}"""
-    if c.faults:
+    if c.locations is not None:
+        data_loc = c.locations
+    elif c.faults:
         first = "echo_sleep {d};\n            echo_exec @app;".format(d=delay_var) if sleep else \
             "proxy_pass http://dltc_app;"
         data_loc = f"""
@@ -336,7 +342,7 @@ http {{
         '~(?:^|,)\\s*(?:W/)?"([0-9a-f]{{32}})"\\s*(?:,[^|]*)?\\|W/"\\1"$' 1;
         '~^\\s*\\*\\s*\\|W/' 1;
     }}{split}
-    limit_conn_zone $binary_remote_addr zone=dltc_perip:8m;
+    limit_conn_zone $binary_remote_addr zone=dltc_perip:8m;{c.http_extra}
 
     upstream dltc_app {{
         server unix:{c.app_socket};

@@ -69,7 +69,25 @@ class _UnixHTTPConnection(http.client.HTTPConnection):
 
 
 class Replica:
-    """A running replica; use dltc.replica.serve() rather than this class directly."""
+    """A running replica; use dltc.replica.serve() rather than this class directly.
+
+    Subclasses (dltc.replica.api.server.ApiReplica) change what is served through the
+    hooks below; the process handling (group, deathsig, stop on every path) is shared."""
+
+    APP_MODULE = "dltc.replica.app"          # run as `python -m APP_MODULE app.json`
+    GENERATE_HINT = "`python -m dltc.replica generate --out DIR`"
+
+    def _new_mirror(self, www: Path) -> "N.Mirror":
+        """The served mirror of the data dir (update() -> {uri: etag})."""
+        return N.Mirror(self.data_dir, www, self.base_url, N.gz_store())
+
+    def _app_config(self) -> dict:
+        """Extra keys of the app's config file."""
+        return {}
+
+    def _conf_extra(self) -> dict:
+        """Extra nginx.Conf fields (e.g. locations, http_extra)."""
+        return {}
 
     def __init__(self, data_dir, *, port: int = 0, tls: bool = False, latency_ms: float = 0,
                  jitter_ms: float = 0, max_parallel: int | None = None,
@@ -79,7 +97,7 @@ class Replica:
         if not (self.data_dir / "meta.json").is_file():
             raise ReplicaError(
                 f"{data_dir}: not a replica data directory (no meta.json); create one with "
-                "`python -m dltc.replica generate --out DIR`")
+                + self.GENERATE_HINT)
         if not isinstance(port, int) or not 0 <= port <= 65535:
             raise ReplicaError(f"port {port!r} is not in 0..65535 (0 picks a free port)")
         for name, v in (("latency_ms", latency_ms), ("jitter_ms", jitter_ms)):
@@ -162,13 +180,14 @@ class Replica:
                 raise ReplicaError(str(e)) from None
             self.ca_file = str(ca)
             self._ssl_ctx = ssl.create_default_context(cafile=self.ca_file)
-        self._mirror = N.Mirror(self.data_dir, www, self.base_url, N.gz_store())
+        self._mirror = self._new_mirror(www)
         etags = self._mirror.update()
         N.write_etag_map(self.prefix / "etags.map", etags)
 
         app_sock = self.prefix / "app.sock"
         cfg = {"data_dir": str(self.data_dir), "www_dir": str(www), "base_url": self.base_url,
-               "faults": self.plan.spec() if self.plan else None, "socket": str(app_sock)}
+               "faults": self.plan.spec() if self.plan else None, "socket": str(app_sock),
+               **self._app_config()}
         (self.prefix / "app.json").write_text(json.dumps(cfg))
         self._conf = N.Conf(
             prefix=self.prefix, www=www, echo_module=echo, port=port, host=self.host,
@@ -176,7 +195,8 @@ class Replica:
             jitter_ms=self.jitter_ms, max_parallel=self.max_parallel,
             retry_after=self.retry_after, faults=self.plan is not None, app_socket=app_sock,
             generation=self._generation, n_etags=len(etags),
-            stall_s=self.plan.stall_s if self.plan else 0, run_as_root=os.geteuid() == 0)
+            stall_s=self.plan.stall_s if self.plan else 0, run_as_root=os.geteuid() == 0,
+            **self._conf_extra())
         conf_path = self.prefix / "nginx.conf"
         conf_path.write_text(N.render(self._conf))
 
@@ -202,7 +222,7 @@ class Replica:
             app_out = open(self.prefix / "app.out", "wb")
             try:
                 a = subprocess.Popen(
-                    _deathsig_argv() + [sys.executable, "-m", "dltc.replica.app",
+                    _deathsig_argv() + [sys.executable, "-m", self.APP_MODULE,
                                         str(self.prefix / "app.json")],
                     stdin=subprocess.DEVNULL, stdout=app_out, stderr=subprocess.STDOUT,
                     process_group=self.pgid, close_fds=True)
