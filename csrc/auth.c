@@ -261,9 +261,9 @@ int dltc_auth_token_parse(const char *body, size_t n, char **token, double *expi
   } else {
     for (;;) {
       char key[32];
-      size_t klen = 0, kstart = r.i;
+      size_t klen = 0;
       ws(&r);
-      kstart = r.i;
+      size_t kstart = r.i;
       if (str(&r, NULL, NULL))
         goto bad;
       size_t raw = r.i - kstart;

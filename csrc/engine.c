@@ -825,7 +825,7 @@ static size_t on_write(char *p, size_t size, size_t nmemb, void *ud) {
   return n;
 }
 
-#define MAX_HEADER_BYTES (256 * 1024) /* response headers kept per request */
+#define MAX_HEADER_BYTES ((size_t)256 * 1024) /* response headers kept per request */
 
 /* Append n bytes to q's header buffer (growing it). Returns 0 or -1. */
 static int hdr_put(struct req *q, const char *p, size_t n) {
