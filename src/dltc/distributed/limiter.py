@@ -157,7 +157,9 @@ class Lease:
     releases at the end. If the actor cannot be reached for longer than the lease's ttl,
     the Clients fall back to one transfer at a time until it answers again."""
 
-    def __init__(self, actor: Any, worker: str, period: float = 1.0, wait_poll: float = 0.2):
+    def __init__(self, actor: Any, worker: str, period: float = 1.0, wait_poll: float = 0.2,
+                 max_wait: float = 120.0):
+        self.max_wait = max_wait
         self.actor = actor
         self.worker = worker
         self.period = period
@@ -178,6 +180,8 @@ class Lease:
         try:
             held = dict(self.grant.get("slots") or {})
             return ray.get(self.actor.lease.remote(self.worker, held), timeout=timeout)  # type: ignore[no-any-return]
+        except ray.exceptions.ActorDiedError:
+            raise  # gone for good (not restarting): nothing to lease from
         except Exception as e:  # actor restarting or unreachable: keep the current grant
             log.debug("lease renewal of %s failed: %s", self.worker, e)
             return None
@@ -190,6 +194,8 @@ class Lease:
                 slots = g["slots"]
                 if not slots or min(slots.values()) >= 1:
                     break
+            elif time.monotonic() - t0 > self.max_wait:
+                raise RuntimeError(f"dltc.distributed: no lease from the limiter in {self.max_wait:.0f} s")
             time.sleep(self.wait_poll)  # more workers than slots: wait for a share
         self.t0 = t0
         self._set(g)
@@ -252,7 +258,10 @@ class Lease:
     def _renew(self) -> None:
         fallback = False
         while not self.stop.wait(self.period):
-            g = self._call(timeout=max(self.period, 1.0))
+            try:
+                g = self._call(timeout=max(self.period, 1.0))
+            except Exception:  # the limiter is gone: as unreachable
+                g = None
             if g is not None:
                 self.renewals += 1
                 fallback = False

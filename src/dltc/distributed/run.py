@@ -61,7 +61,7 @@ def run_sharded(
     num_cpus: float = 1,
     lease_period: float = 1.0,
     lease_ttl: float = 5.0,
-    limiter_name: str = "dltc-limiter",
+    limiter_name: Optional[str] = None,
     work_dir: Optional[str] = None,
     committer_dir: Optional[str] = None,
     run_kwargs: Optional[Dict[str, Any]] = None,
@@ -82,7 +82,9 @@ def run_sharded(
         address: None: a local Ray cluster (started and stopped here unless Ray is already
             initialized); "auto" or "ray://...": an existing cluster.
         limits: {host or token: {"max_parallel": n, "rps": r}}, global across all workers
-            (a leased share per worker, renewed every `lease_period` s).
+            (a leased share per worker, renewed every `lease_period` s). The limiter actor
+            lives for this run; with `limiter_name` it is a detached actor of that name
+            shared by every run that names it (several pipelines against one API).
         workers: shard tasks running at once (default: as many as the cluster's CPUs allow).
         bucket_url: where the shard datasets live (parquet); must be reachable from every
             node (a bucket URL on a multi-node cluster). Default `./{pipeline_name}_shards`.
@@ -124,9 +126,13 @@ def run_sharded(
         ).remote(destination, dataset_name, bucket_url, pipeline_name, committer_dir, keys)
         limiter = None
         if limits_n:
+            # one per run, unless named: then shared by every run (and driver) that names it,
+            # so it outlives this one (detached)
+            opts: Dict[str, Any] = {"name": f"dltc-limiter-{run_id}"}
+            if limiter_name:
+                opts = {"name": limiter_name, "get_if_exists": True, "lifetime": "detached"}
             limiter = ray.remote(LimiterActor).options(
-                name=limiter_name, get_if_exists=True, num_cpus=0, max_restarts=-1, max_task_retries=-1,
-                **_driver_node(soft=True),
+                num_cpus=0, max_restarts=-1, max_task_retries=-1, **opts, **_driver_node(soft=True),
             ).remote(limits_n, lease_ttl)
             ray.get(limiter.configure.remote(limits_n, lease_ttl))
         task = ray.remote(run_shard).options(num_cpus=num_cpus, max_retries=retries, retry_exceptions=True)
@@ -193,6 +199,8 @@ def run_sharded(
             "workers": workers,
         }
         ray.kill(committer)
+        if limiter is not None and not limiter_name:
+            ray.kill(limiter)
         if failed:
             raise ShardedRunError(
                 f"{len(failed)} of {len(parts)} shards failed (run {run_id}; run again with run_id={run_id!r} "
