@@ -29,6 +29,14 @@ from dltc.distributed import LeaseTable, partition, run_sharded, shard_of
 from dltc.distributed.commit import Committer, committed_loads
 from dltc.distributed.shard import bucket_fs
 
+try:
+    import ray
+    from ray.cluster_utils import Cluster
+except ImportError:  # the [ray] extra is not installed: only the tests without Ray run
+    ray = None
+
+needs_ray = pytest.mark.skipif(ray is None, reason="ray cannot be imported (pip install 'dltc[ray]')")
+
 if os.environ.get("DLTC_EXPECT_ASAN"):
     pytest.skip("dltc.distributed has no C code path of its own (covered by the release build)",
                 allow_module_level=True)
@@ -83,9 +91,6 @@ def test_lease_table_never_charges_more_than_the_limit():
 
 
 # ---- the cluster and the replica -------------------------------------------------------------
-
-ray = pytest.importorskip("ray", reason="ray is not installed (pip install 'dltc[ray]')")
-from ray.cluster_utils import Cluster  # noqa: E402
 
 
 def _node_args(cpus):
@@ -163,6 +168,7 @@ def _sharded(tmp, name, factory, players, **kw):
 # ---- shard sizes -----------------------------------------------------------------------------
 
 
+@needs_ray
 def test_one_and_sixteen_shards_equal_a_plain_run(cluster, api, data, tmp_path):
     from dltc import chess
 
@@ -208,6 +214,7 @@ def _ratio(res):
     return n429, req
 
 
+@needs_ray
 @pytest.mark.timing
 def test_global_limit_keeps_the_replica_under_its_max_parallel(cluster, limit_data, tmp_path):
     """Four shard tasks at once on two nodes, each Client starting at a window of 8: the
@@ -287,6 +294,7 @@ def _fault_factory(urls, marks, kill_extract, kill_load):
     return factory
 
 
+@needs_ray
 def test_faults_every_game_once_every_profile_one_ledger_row_per_shard(cluster, api, data, tmp_path):
     players = _players(data)
     parts = partition(players, 8, str.lower)

@@ -5,7 +5,8 @@ committed loads not yet in the ledger, keeps one row per key (the newest load wi
 loads them with dlt, merging on the key, together with their ledger rows
 (`_dltc_ledger`: run, shard, dataset, load_id). A load already in the ledger is never read
 again, so a repeated fan-in changes nothing; a fan-in interrupted half-way redoes only
-keyed merges, which give the same rows."""
+keyed merges, which give the same rows. The committer's pipeline folder (on the driver's
+node) keeps an interrupted load package until it is finished."""
 
 from __future__ import annotations
 
@@ -199,11 +200,11 @@ class Committer:
         if ledger:
             resources.append(dlt.resource(ledger, name=LEDGER_TABLE, table_name=LEDGER_TABLE,
                                           write_disposition="merge", primary_key=["dataset", "load_id"]))
-            p = self.pipeline()
-            if resources[:-1]:
-                p.run(resources[:-1])  # the rows first, then their ledger rows: a crash in
-            self._clean_children(names)  # between redoes keyed merges (the same rows)
-            p.run(resources[-1:])
+            # rows and their ledger rows in one load package: a committer that dies
+            # mid-load finishes that package when it restarts (pipeline()), before it
+            # reads the ledger
+            self.pipeline().run(resources)
+            self._clean_children(names)
             for r in ledger:
                 self.ledger().add((r["dataset"], r["load_id"]))
         dt = time.monotonic() - t0

@@ -16,7 +16,9 @@ import tempfile
 import time
 from typing import Any, Callable, Dict, List, Optional
 
-__all__ = ["bucket_fs", "marker_path", "run_shard"]
+__all__ = ["LAYOUT", "bucket_fs", "marker_path", "run_shard"]
+
+LAYOUT = "{table_name}/{load_id}.{file_id}.{ext}"
 
 
 def bucket_fs(bucket_url: str) -> Any:
@@ -94,7 +96,8 @@ def run_shard(
         keys = _keys_of(source)
         pipeline = dlt.pipeline(
             pipeline_name=spec["pipeline_name"],
-            destination=dlt.destinations.filesystem(spec["bucket_url"]),
+            # the layout the committer reads: {table}/{load_id}.{file_id}.parquet
+            destination=dlt.destinations.filesystem(spec["bucket_url"], layout=LAYOUT),
             dataset_name=spec["dataset"],
             pipelines_dir=work,
         )
