@@ -253,6 +253,95 @@ def test_global_limit_keeps_the_replica_under_its_max_parallel(cluster, limit_da
         assert n == d == len(replica.load_games(str(limit_data)))
 
 
+# ---- a rest_api parent -> child config over parent ids ---------------------------------------
+
+
+REST_TEMPLATE = {
+    "resources": [
+        {"name": "issues", "primary_key": "id",
+         "endpoint": {"path": "repos/{item}/issues", "paginator": {"type": "header_link"}}},
+        {"name": "comments", "primary_key": "id",
+         "endpoint": {"path": "repos/{item}/issues/{resources.issues.number}/comments", "data_selector": "comments",
+                      "paginator": {"type": "json_link", "next_url_path": "next"},
+                      "response_actions": [{"status_code": 404, "action": "ignore"}]}},  # locked issues
+    ],
+}
+
+
+def test_rest_api_template_is_expanded_per_item():
+    from dltc.distributed.rest_api import expand_config
+
+    cfg = expand_config({"client": {"base_url": "http://h/"}, **REST_TEMPLATE}, ["o/a", "o/b"])
+    names = [(r["name"], r["table_name"], r["endpoint"]["path"]) for r in cfg["resources"]]
+    assert names == [
+        ("issues_0", "issues", "repos/o/a/issues"),
+        ("comments_0", "comments", "repos/o/a/issues/{resources.issues_0.number}/comments"),
+        ("issues_1", "issues", "repos/o/b/issues"),
+        ("comments_1", "comments", "repos/o/b/issues/{resources.issues_1.number}/comments"),
+    ]
+    with pytest.raises(ValueError, match="do not depend on"):
+        expand_config({"client": {}, "resources": [{"name": "orgs", "endpoint": {"path": "orgs"}}]}, ["x"])
+
+
+@needs_ray
+def test_rest_api_parent_child_sharded_equals_a_plain_run(cluster, api_replica_data, tmp_path):
+    """Parent ids (repositories) sharded; each shard expands the template (issues ->
+    comments per repository) and loads through dltc.rest_api on the engine, so the
+    leased limit applies; the merged tables equal one plain run of all of them."""
+    pytest.importorskip("dltc.rest_api", reason="dltc.rest_api is not merged yet")
+    from dltc.distributed.rest_api import expand_config, rest_api_factory
+    from dltc.replica.api import load_records, serve
+    from dltc.rest_api import rest_api_source
+
+    recs = load_records(str(api_replica_data))
+    repos = [r["full_name"] for r in recs["repos"]]
+    with serve(str(api_replica_data), max_parallel=8, latency_ms=50) as a:
+        config = {"client": {"base_url": a.base_url + "/"}, **REST_TEMPLATE}
+        plain = dlt.pipeline(pipeline_name="rplain", destination=dlt.destinations.duckdb(str(tmp_path / "rplain.duckdb")),
+                             dataset_name="rest", pipelines_dir=str(tmp_path / "rplain_pl"))
+        plain.run(rest_api_source(expand_config(config, repos)))
+        res = run_sharded(rest_api_factory(config), repos, destination=dlt.destinations.duckdb(str(tmp_path / "r.duckdb")),
+                          dataset_name="rest", pipeline_name="rsharded", shards=3, workers=4,
+                          bucket_url=str(tmp_path / "r_shards"), work_dir=str(tmp_path / "work"),
+                          committer_dir=str(tmp_path / "committer"), limits={"127.0.0.1": {"max_parallel": 8}})
+    n429, req = _ratio(res)
+    assert n429 <= 0.05 * req and res["limiter"]["peak_charged"]["127.0.0.1"] <= 8
+    assert len(res["ledger"]) == res["shard_count"]
+    assert all(r["keys"] == {"issues": ["id"], "comments": ["id"]} for r in res["results"].values())
+
+    def tables(path):
+        con = duckdb.connect(str(path), read_only=True)
+        try:
+            names = [t for (t,) in con.execute("select table_name from information_schema.tables "
+                                               "where table_schema = 'rest'").fetchall() if t not in INTERNAL]
+            out = {}
+            for t in sorted(names):
+                cols = sorted(c for (c,) in con.execute(
+                    "select column_name from information_schema.columns where table_schema = 'rest' "
+                    "and table_name = ?", [t]).fetchall() if not c.startswith("_dlt_") or c == "_dlt_list_idx")
+                sel = ", ".join(f'"{c}"' for c in cols)
+                out[t] = sorted(con.execute(f"select {sel} from rest.{t}").fetchall(), key=repr)
+            labels = con.execute("select i.id, l._dlt_list_idx, l.name from rest.issues__labels l "
+                                 "join rest.issues i on l._dlt_parent_id = i._dlt_id order by 1, 2").fetchall()
+            return out, labels
+        finally:
+            con.close()
+
+    want, got = tables(tmp_path / "rplain.duckdb"), tables(tmp_path / "r.duckdb")
+    assert set(got[0]) == set(want[0]) and {"issues", "comments", "issues__labels"} <= set(want[0])
+    for t in want[0]:
+        assert got[0][t] == want[0][t], t
+    assert got[1] == want[1] and got[1]
+    issue_ids = {r[0] for r in duckdb.connect(str(tmp_path / "r.duckdb"), read_only=True).execute(
+        "select id from rest.issues").fetchall()}
+    assert issue_ids == {i["id"] for i in recs["issues"]}
+    unlocked = {f"{i['repository']}#{i['number']}" for i in recs["issues"] if not i["locked"]}
+    want_comments = {c["id"] for k, cs in recs["comments"].items() if k in unlocked for c in cs}
+    comment_ids = {r[0] for r in duckdb.connect(str(tmp_path / "r.duckdb"), read_only=True).execute(
+        "select id from rest.comments").fetchall()}
+    assert comment_ids == want_comments
+
+
 # ---- faults ------------------------------------------------------------------------------------
 
 
