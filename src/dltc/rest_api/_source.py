@@ -222,11 +222,6 @@ class _Api:
                 client.setdefault(k, opts[k])
         client.setdefault("max_concurrency", 64)
         client.setdefault("initial_concurrency", min(8, client["max_concurrency"]))
-        hosts = opts.get("allowed_hosts")
-        if hosts is not None:
-            from urllib.parse import urlparse
-
-            client.setdefault("allowed_hosts", sorted({*hosts, *(urlparse(u).hostname for u in [base_url, *auth_hosts])} - {None}))
         self.run = Run(
             "rest_api",
             client,
@@ -238,6 +233,8 @@ class _Api:
             counters=("rows", "pages"),
             on_reset=self.reset,
         )
+        self.base_url = base_url
+        self.auth_hosts = auth_hosts  # token URLs, filled while the resources are made
         self.rps = opts.get("rps")
         self.window_total = int(opts.get("window_total", WINDOW_TOTAL))
         self.window_spec = int(opts.get("window_speculative", WINDOW_SPECULATIVE))
@@ -246,6 +243,7 @@ class _Api:
         self.load_id: Optional[str] = None
         self.contract: Dict[str, str] = contract(None)
         self.holds: Dict[str, Set[str]] = {}
+        self.child_hints: Dict[str, Any] = {}
         self.reset()
 
     # -- registration (source creation)
@@ -278,10 +276,24 @@ class _Api:
             self.load_id = load_id()
             sc = source_contract()
             self.contract = contract(sc if isinstance(sc, (str, dict)) else None, RESTAPIError)
+            self.allow_hosts()
             names = ({n for n in selected_resources() if n in self.specs}) | {name}
             run.start(names, prepare=self.prepare)
         elif name not in run.started:
             run.start({name}, prepare=self.prepare)
+
+    def allow_hosts(self) -> None:
+        """Only the base URL's host and the token URLs' hosts are fetched (a next URL
+        pointing elsewhere is refused by the engine), plus the `allowed_hosts` option;
+        `"*"` allows any host, as dlt does."""
+        hosts = self.opts.get("allowed_hosts", ())
+        if hosts == "*":
+            self.run.client_options.pop("allowed_hosts", None)
+            return
+        from urllib.parse import urlparse
+
+        allowed = {*(hosts or ()), *(urlparse(u).hostname for u in [self.base_url, *self.auth_hosts])} - {None}
+        self.run.client_options["allowed_hosts"] = sorted(allowed)
 
     def prepare(self) -> None:
         """Before the plans, on dlt's thread: incremental values (dlt's state) -> params."""
@@ -584,11 +596,22 @@ class _Api:
                 if tname == spec.table and incl:
                     tbl = _add_includes(tbl, incl)
                 tbl = run.prune(tname, tbl)
-                items.append(tbl if tname == spec.table else dlt.mark.with_table_name(tbl, tname))
+                items.append(tbl if tname == spec.table else self.child_item(spec, tname, tbl))
             if rejects is not None:
                 items.append(rejects_item(rejects))
             if items:
                 run.emit(name, *items)
+
+
+    def child_item(self, spec: _Spec, tname: str, tbl: pa.Table) -> Any:
+        """A child table under dlt's name, with the resource's disposition and none of its
+        key or column hints (dlt gives a nested table neither)."""
+        hints = self.child_hints.get(tname)
+        if hints is None:
+            hints = self.child_hints[tname] = dlt.mark.make_hints(
+                table_name=tname, write_disposition=spec.write_disposition, columns={}, primary_key=[],
+                merge_key=[])
+        return dlt.mark.with_hints(tbl, hints, create_table_variant=True)
 
 
 def _flush(api: _Api, name: str, run: Run) -> None:
@@ -750,6 +773,7 @@ def create_resources(config: Dict[str, Any], opts: Dict[str, Any], source_nestin
             spec.parent = resolved_params[0].resolve_config["resource"]
             api.specs[spec.parent].children.append(name)
         tn = resource_kwargs.get("table_name", name)
+        spec.write_disposition = resource_kwargs.get("write_disposition", "append")  # type: ignore[attr-defined]
         # why a resource goes the dict path (dlt normalizes dicts) instead of Arrow
         reasons = spec.dict_reasons
         if force_dict is None and opts.get("dict_path"):

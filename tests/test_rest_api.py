@@ -1,0 +1,170 @@
+"""dltc.rest_api against dlt's own rest_api_source on the generic API replica
+(docs/CONTRACTS.md section 7): the same RESTAPIConfig through both, each into its own
+DuckDB pipeline, compared table by table: table names, columns with their DuckDB types,
+and rows (ignoring dlt's ids and load ids and the row order; a child row is compared
+together with the rows it hangs from, so dlt's links are checked too). The harness at
+the top is shared with tests/test_rest_api_errors.py.
+"""
+
+
+from __future__ import annotations
+
+import copy
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+import dlt
+
+IGNORED = {"_dlt_load_id", "_dlt_id", "_dlt_parent_id", "_dlt_root_id"}
+
+
+def pipeline(tmp_path: Any, tag: str) -> Any:
+    return dlt.pipeline(
+        f"rest_api_{tag}",
+        destination=dlt.destinations.duckdb(str(tmp_path / f"{tag}.duckdb")),
+        dataset_name="d",
+        pipelines_dir=str(tmp_path / f"pipes_{tag}"),
+    )
+
+
+def snapshot(p: Any) -> Tuple[Dict[str, Dict[str, str]], Dict[str, List[str]]]:
+    """({table: {column: DuckDB type}}, {table: sorted canonical rows})."""
+    cols: Dict[str, Dict[str, str]] = {}
+    with p.sql_client() as c:
+        for t, col, typ in c.execute_sql(
+            "select table_name, column_name, data_type from information_schema.columns"
+            f" where table_schema = '{c.dataset_name}' and table_name not like '_dlt_%'"
+        ):
+            cols.setdefault(t, {})[col] = typ
+        raw: Dict[str, List[Dict[str, Any]]] = {}
+        for t, cs in cols.items():
+            names = sorted(cs)
+            raw[t] = [dict(zip(names, r)) for r in c.execute_sql(f'select {", ".join(names)} from "{t}"')]
+    by_id: Dict[str, Dict[str, Any]] = {}
+    for rows in raw.values():
+        for r in rows:
+            if r.get("_dlt_id") is not None:
+                by_id[r["_dlt_id"]] = r
+
+    def canon(r: Dict[str, Any], depth: int = 0) -> str:
+        own = repr(sorted((k, v) for k, v in r.items() if k not in IGNORED))
+        pid = r.get("_dlt_parent_id")
+        if pid is not None and depth < 8:
+            parent = by_id.get(pid)
+            return own + " <- " + (canon(parent, depth + 1) if parent else "MISSING PARENT")
+        return own
+
+    return cols, {t: sorted(canon(r) for r in rows) for t, rows in raw.items()}
+
+
+def load(source: Any, tmp_path: Any, tag: str, p: Any = None) -> Any:
+    p = p or pipeline(tmp_path, tag)
+    p.run(source)
+    return p
+
+
+def both(make_config: Callable[[], Dict[str, Any]], tmp_path: Any, *, source_kwargs: Optional[Dict[str, Any]] = None,
+         dltc_options: Optional[Dict[str, Any]] = None) -> Tuple[Any, Any]:
+    """Runs the config through dlt and through dltc (fresh config objects each, as
+    dlt's set-up mutates some) and returns the two pipelines."""
+    from dlt.sources.rest_api import rest_api_source as dlt_source
+
+    from dltc.rest_api import rest_api_source as dltc_source
+
+    kw = source_kwargs or {}
+    pa = load(dlt_source(make_config(), **kw), tmp_path, "dlt")
+    cfg = make_config()
+    if dltc_options:
+        cfg = copy.copy(cfg)
+        cfg["dltc"] = dltc_options
+    pb = load(dltc_source(cfg, **kw), tmp_path, "dltc")
+    return pa, pb
+
+
+def assert_same(pa: Any, pb: Any, expect_tables: Optional[List[str]] = None) -> Dict[str, int]:
+    ca, ra = snapshot(pa)
+    cb, rb = snapshot(pb)
+    assert sorted(ca) == sorted(cb), "table names"
+    for t in ca:
+        assert ca[t] == cb[t], f"columns of {t}: dlt {ca[t]} dltc {cb[t]}"
+        if ra[t] != rb[t]:
+            only_a = sorted(set(ra[t]) - set(rb[t]))[:3]
+            only_b = sorted(set(rb[t]) - set(ra[t]))[:3]
+            raise AssertionError(f"rows of {t}: dlt {len(ra[t])} dltc {len(rb[t])}\n dlt only: {only_a}\n dltc only: {only_b}")
+    for t in expect_tables or ():
+        assert ra.get(t), f"table {t} is empty or missing"
+    return {t: len(r) for t, r in ra.items()}
+
+
+# ---- configs ------------------------------------------------------------------------------
+
+import pytest  # noqa: E402
+
+from dltc.replica.api import load_records  # noqa: E402
+
+PAGE = {"type": "page_number", "base_page": 1, "page_param": "page", "total_path": "total_pages"}
+
+
+def paginator_config(base: str, recs: Dict[str, Any]) -> Dict[str, Any]:
+    """One resource per dlt paginator (by name, dict and instance), data selectors of
+    each form, POST bodies, the auto-detected paginator and selector."""
+    from dlt.sources.helpers.rest_client.paginators import HeaderLinkPaginator, OffsetPaginator
+
+    def r(name: str, path: str, **ep: Any) -> Dict[str, Any]:
+        return {"name": name, "endpoint": {"path": path, **ep}}
+
+    org1, org2 = recs["orgs"][0]["login"], recs["orgs"][1]["login"]
+    repo = recs["repos"][0]["full_name"]
+    return {
+        "client": {"base_url": base},
+        "resource_defaults": {"primary_key": "id", "write_disposition": "replace"},
+        "resources": [
+            r("orgs", "orgs", paginator="single_page", data_selector="$"),
+            r("org_repos", f"orgs/{org1}/repos", data_selector="repos", paginator={"type": "single_page"}),
+            r("one_issue", f"repos/{repo}/issues/3", data_selector="$"),
+            {"name": "one_repo", "endpoint": {"path": "repos/{org}/{repo}",  # single entity: dlt's guess
+                                              "params": {"org": repo.split("/")[0], "repo": repo.split("/")[1]}}},
+            r("page_number", "issues/page_number", params={"per_page": 7}, data_selector="items", paginator=PAGE),
+            r("page_nototal", "issues/page_number_nototal", params={"per_page": 9}, data_selector="$.items",
+              paginator={"type": "page_number", "base_page": 1, "total_path": None}),
+            r("offset", "issues/offset", data_selector="items",
+              paginator=OffsetPaginator(limit=11, total_path="total")),
+            r("offset_nototal", "issues/offset_nototal", data_selector="items",
+              paginator={"type": "offset", "limit": 13, "total_path": None}),
+            r("offset_has_more", "issues/offset_has_more", data_selector="items",
+              paginator={"type": "offset", "limit": 8, "total_path": None, "has_more_path": "has_more"}),
+            r("cursor", "issues/cursor", params={"per_page": 9}, data_selector="items",
+              paginator={"type": "cursor", "cursor_path": "next_cursor", "cursor_param": "cursor"}),
+            r("json_link", "issues/json_link", params={"per_page": 12}, data_selector="items",
+              paginator={"type": "json_link", "next_url_path": "next"}),
+            r("json_link_rel", "issues/json_link_relative", params={"per_page": 12}, data_selector="items",
+              paginator={"type": "json_link", "next_url_path": "links.next"}),
+            r("header_link", "issues/header_link", params={"per_page": 10}, paginator=HeaderLinkPaginator()),
+            r("header_cursor", "issues/header_cursor", params={"per_page": 10},
+              paginator={"type": "header_cursor", "cursor_key": "X-Next-Cursor", "cursor_param": "cursor"}),
+            r("search_offset", "issues/search", method="POST", json={"filter": {"state": "open"}},
+              data_selector="results",
+              paginator={"type": "offset", "limit": 6, "offset_body_path": "page.offset",
+                         "limit_body_path": "page.limit", "total_path": "total"}),
+            r("search_cursor", "issues/search", method="POST",
+              json={"filter": {"state": "closed"}, "page": {"limit": 5}}, data_selector="results",
+              paginator={"type": "cursor", "cursor_path": "next_cursor", "cursor_body_path": "cursor"}),
+            r("nested", "issues/nested", params={"per_page": 15}, data_selector="data.issues",
+              paginator={"type": "page_number", "base_page": 1, "total_path": "meta.pagination.total_pages"}),
+            r("auto", "issues/json_link", params={"per_page": 25}),  # paginator and selector detected
+            r("auto_repos", f"orgs/{org2}/repos", paginator="single_page"),  # selector detected
+            r("wildcard", "issues/page_number", params={"per_page": 40}, paginator="single_page",
+              data_selector="items[*]"),
+        ],
+    }
+
+
+def test_every_paginator_and_selector(api_replica, api_replica_data, tmp_path):
+    recs = load_records(api_replica_data)
+    pa, pb = both(lambda: paginator_config(api_replica.base_url, recs), tmp_path)
+    n = assert_same(pa, pb, ["orgs", "org_repos", "one_issue", "page_number", "page_nototal", "offset",
+                             "offset_nototal", "offset_has_more", "cursor", "json_link", "json_link_rel",
+                             "header_link", "header_cursor", "search_offset", "search_cursor", "nested",
+                             "auto", "auto_repos", "wildcard", "page_number__labels", "one_repo"])
+    issues = recs["issues"]
+    assert n["page_number"] == n["cursor"] == n["header_link"] == len(issues)
+    assert n["search_offset"] == sum(1 for it in issues if it["state"] == "open")
