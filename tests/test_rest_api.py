@@ -63,12 +63,13 @@ def load(source: Any, tmp_path: Any, tag: str, p: Any = None) -> Any:
 
 
 def both(make_config: Callable[[], Dict[str, Any]], tmp_path: Any, *, source_kwargs: Optional[Dict[str, Any]] = None,
-         dltc_options: Optional[Dict[str, Any]] = None) -> Tuple[Any, Any]:
+         dltc_options: Optional[Dict[str, Any]] = None, dict_path: Any = ()) -> Tuple[Any, Any]:
     """Runs the config through dlt and through dltc (fresh config objects each, as
-    dlt's set-up mutates some) and returns the two pipelines."""
+    dlt's set-up mutates some) and returns the two pipelines. Every resource of the dltc
+    source must take the Arrow path, except those named in `dict_path` (which must not)."""
     from dlt.sources.rest_api import rest_api_source as dlt_source
 
-    from dltc.rest_api import rest_api_source as dltc_source
+    from dltc.rest_api import paths, rest_api_source as dltc_source
 
     kw = source_kwargs or {}
     pa = load(dlt_source(make_config(), **kw), tmp_path, "dlt")
@@ -76,7 +77,11 @@ def both(make_config: Callable[[], Dict[str, Any]], tmp_path: Any, *, source_kwa
     if dltc_options:
         cfg = copy.copy(cfg)
         cfg["dltc"] = dltc_options
-    pb = load(dltc_source(cfg, **kw), tmp_path, "dltc")
+    src = dltc_source(cfg, **kw)
+    kinds = paths(src)
+    for name, kind in kinds.items():
+        assert (kind != "arrow") == (name in dict_path), f"{name}: {kind}"
+    pb = load(src, tmp_path, "dltc")
     return pa, pb
 
 
@@ -168,3 +173,128 @@ def test_every_paginator_and_selector(api_replica, api_replica_data, tmp_path):
     issues = recs["issues"]
     assert n["page_number"] == n["cursor"] == n["header_link"] == len(issues)
     assert n["search_offset"] == sum(1 for it in issues if it["state"] == "open")
+
+
+def auth_config(api: Any) -> Dict[str, Any]:
+    """Every auth type, on the client and on endpoints."""
+    a = api.auth
+    by = {"data_selector": "items", "paginator": PAGE, "params": {"per_page": 16}}
+    return {
+        "client": {"base_url": api.base_url, "auth": {"type": "bearer", "token": a["bearer_token"]}},
+        "resources": [
+            {"name": "bearer", "endpoint": {"path": "auth/bearer/issues", **by}},
+            {"name": "api_key_header", "endpoint": {"path": "auth/api_key_header/issues", **by, "auth": {
+                "type": "api_key", "name": a["api_key_header"], "api_key": a["api_key"], "location": "header"}}},
+            {"name": "api_key_query", "endpoint": {"path": "auth/api_key_query/issues", **by, "auth": {
+                "type": "api_key", "name": a["api_key_param"], "api_key": a["api_key"], "location": "query"}}},
+            {"name": "basic", "endpoint": {"path": "auth/basic/issues", **by, "auth": {
+                "type": "http_basic", "username": a["basic_user"], "password": a["basic_password"]}}},
+            {"name": "oauth2", "endpoint": {"path": "auth/oauth2/issues", **by, "auth": {
+                "type": "oauth2_client_credentials", "access_token_url": api.token_url,
+                "client_id": a["client_id"], "client_secret": a["client_secret"]}}},
+        ],
+    }
+
+
+def test_every_auth_type(api_replica, tmp_path):
+    pa, pb = both(lambda: auth_config(api_replica), tmp_path)
+    n = assert_same(pa, pb, ["bearer", "api_key_header", "api_key_query", "basic", "oauth2"])
+    assert len(set(n[t] for t in ("bearer", "api_key_header", "api_key_query", "basic", "oauth2"))) == 1
+
+
+def children_config(base: str) -> Dict[str, Any]:
+    """Parents and children in both resolve forms, placeholders in path, params, json and
+    headers, include_from_parent, ignore on 404 (locked issues), a parent not loaded."""
+    return {
+        "client": {"base_url": base},
+        "resources": [
+            {"name": "orgs", "endpoint": {"path": "orgs", "data_selector": "$", "paginator": "single_page"}},
+            {"name": "repos", "endpoint": {  # resolve param form
+                "path": "orgs/{org}/repos", "data_selector": "repos", "paginator": "single_page",
+                "params": {"org": {"type": "resolve", "resource": "orgs", "field": "login"}}},
+             "include_from_parent": ["login", "created_at"]},
+            {"name": "issues", "selected": False, "endpoint": {  # placeholder form, a parent only
+                "path": "repos/{resources.repos.full_name}/issues", "params": {"per_page": 9},
+                "paginator": "header_link"}},
+            {"name": "comments", "endpoint": {
+                "path": "repos/{resources.issues.repository}/issues/{resources.issues.number}/comments",
+                "params": {"per_page": 2}, "data_selector": "comments",
+                "paginator": {"type": "json_link", "next_url_path": "next"},
+                "response_actions": [{"status_code": 404, "action": "ignore"}]},
+             "include_from_parent": ["id", "title"]},
+            {"name": "org_search", "endpoint": {  # placeholders in json and headers
+                "path": "issues/search", "method": "POST", "data_selector": "results",
+                "headers": {"X-Org": "{resources.orgs.login}"},
+                "json": {"filter": {"since": "{resources.orgs.created_at}", "state": "open"},
+                         "page": {"limit": 7}},
+                "paginator": {"type": "cursor", "cursor_path": "next_cursor", "cursor_body_path": "cursor"}},
+             "include_from_parent": ["id"]},
+            {"name": "org_offsets", "endpoint": {  # a placeholder in params
+                "path": "issues/offset", "data_selector": "items",
+                "params": {"since": "{resources.orgs.updated_at}", "limit": 5},
+                "paginator": {"type": "offset", "limit": 5, "total_path": "total"}}},
+        ],
+    }
+
+
+def test_parents_and_children(api_replica, api_replica_data, tmp_path):
+    pa, pb = both(lambda: children_config(api_replica.base_url), tmp_path)
+    n = assert_same(pa, pb, ["repos", "comments", "org_search", "org_offsets", "repos__topics"])
+    recs = load_records(api_replica_data)
+    locked = {f"{it['repository']}#{it['number']}" for it in recs["issues"] if it["locked"]}
+    assert locked and n["comments"] == sum(len(v) for k, v in recs["comments"].items() if k not in locked)
+    assert "issues" not in n
+
+
+def _open_only(item: Dict[str, Any]) -> bool:
+    return item["state"] == "open"
+
+
+def _shout(item: Dict[str, Any]) -> Dict[str, Any]:
+    item["title"] = item["title"].upper()
+    return item
+
+
+def shapes_config(base: str) -> Dict[str, Any]:
+    """Processing steps, nesting, column hints, JSONPath beyond dltc's subset, table
+    names, a record whose lists hold lists of records."""
+    pg = {"data_selector": "items", "paginator": PAGE, "params": {"per_page": 20}}
+    return {
+        "client": {"base_url": base},
+        "resources": [
+            {"name": "steps", "endpoint": {"path": "issues/page_number", **pg},
+             "processing_steps": [{"filter": _open_only}, {"map": _shout}]},
+            {"name": "nesting", "max_table_nesting": 1, "endpoint": {"path": "issues/nested",
+             "data_selector": "data", "paginator": "single_page", "params": {"per_page": 5}}},
+            {"name": "deep", "endpoint": {"path": "issues/nested", "data_selector": "data",
+                                          "paginator": "single_page", "params": {"per_page": 5}}},
+            {"name": "hinted", "endpoint": {"path": "issues/page_number", **pg},
+             "columns": {"labels": {"data_type": "json"}, "priority": {"data_type": "text"},
+                         "score": {"data_type": "double"}}},
+            {"name": "jsonpath", "table_name": "open_by_jsonpath", "endpoint": {
+                "path": "issues/page_number", "paginator": PAGE, "params": {"per_page": 20},
+                "data_selector": "items[?(@.state == 'open')]"}},
+            {"name": "descent", "endpoint": {"path": "issues/nested", "paginator": "single_page",
+                                             "data_selector": "$..issues", "params": {"per_page": 6}}},
+        ],
+    }
+
+
+def test_processing_steps_nesting_hints_and_selectors(api_replica, api_replica_data, tmp_path):
+    pa, pb = both(lambda: shapes_config(api_replica.base_url), tmp_path, dict_path={"steps", "nesting"})
+    n = assert_same(pa, pb, ["steps", "nesting", "deep", "deep__issues", "deep__issues__labels", "hinted",
+                             "open_by_jsonpath", "descent"])
+    issues = load_records(api_replica_data)["issues"]
+    assert n["steps"] == n["open_by_jsonpath"] == sum(1 for it in issues if it["state"] == "open")
+    assert "hinted__labels" not in n and "hinted__assignees" in n
+
+
+def test_max_table_nesting_on_the_source(api_replica, tmp_path):
+    def cfg() -> Dict[str, Any]:
+        return {"client": {"base_url": api_replica.base_url}, "resources": [
+            {"name": "issues", "endpoint": {"path": "issues/page_number", "data_selector": "items",
+                                            "paginator": PAGE}}]}
+
+    pa, pb = both(cfg, tmp_path, source_kwargs={"max_table_nesting": 0}, dict_path={"issues"})
+    n = assert_same(pa, pb, ["issues"])
+    assert list(n) == ["issues"]

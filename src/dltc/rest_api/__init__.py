@@ -27,6 +27,7 @@ from dltc.rest_api._source import RESTAPIError, create_resources, split_options,
 __all__ = [
     "RESTAPIConfig",
     "RESTAPIError",
+    "paths",
     "register_auth",
     "register_paginator",
     "rest_api",
@@ -86,3 +87,18 @@ def rest_api_resources(config: RESTAPIConfig) -> List[DltResource]:
     nesting = opts.pop("_nesting", None)
     root_key = opts.pop("_root_key", None)
     return list(create_resources(cfg, opts, nesting, root_key).values())
+
+
+def paths(source: Any) -> Dict[str, str]:
+    """How each resource of a dltc.rest_api source (or list of resources) is extracted:
+    `"arrow"` (pages decoded in C straight to Arrow), `"dict: <reasons>"` (fetched by the
+    engine, parsed to dicts that dlt normalizes: merge, incremental, processing_steps,
+    max_table_nesting, custom paginators ...), `"dlt"` (a child of a dlt resource given as
+    parent: dlt's own code)."""
+    resources = source.resources.values() if isinstance(source, DltSource) else source
+    out = {}
+    for r in resources:
+        gen = getattr(r._pipe, "gen", None)
+        spec = getattr(gen, "dltc_spec", None) or getattr(getattr(gen, "__wrapped__", None), "dltc_spec", None)
+        out[r.name] = spec.path_kind if spec is not None else "dlt"
+    return out

@@ -100,6 +100,8 @@ DLTC_OPTIONS = {
 }
 
 
+
+
 class RESTAPIError(SourceError):
     """A failed request or an invalid response of a rest_api resource (after retries)."""
 
@@ -833,6 +835,8 @@ def create_resources(config: Dict[str, Any], opts: Dict[str, Any], source_nestin
             api.run.resources[spec.name].flush = partial(_flush, api, spec.name)
         if spec.dict_reasons:
             log.info("rest_api: resource %r goes the dict path: %s", spec.name, "; ".join(spec.dict_reasons))
+        spec.path_kind = "arrow" if spec.arrow else "dict: " + "; ".join(spec.dict_reasons)  # type: ignore[attr-defined]
+
     return resources
 
 
@@ -857,6 +861,7 @@ def _make_resource(api: _Api, spec: _Spec, kwargs: Dict[str, Any], parallelized:
     name = spec.name
 
     def rest_api_resource(incremental_object: Optional[Incremental[Any]] = None) -> Iterator[Any]:
+        """(dltc.rest_api)"""
         # called (by dlt) for every resource before any generator body runs, with the
         # incremental bound to this resource's state
         spec.bound_inc = incremental_object
@@ -866,6 +871,7 @@ def _make_resource(api: _Api, spec: _Spec, kwargs: Dict[str, Any], parallelized:
         api.begin(name)
         yield from run.items(name)
 
+    rest_api_resource.dltc_spec = spec  # type: ignore[attr-defined]  # for dltc.rest_api.paths()
     # real annotations (this module has postponed ones): dlt finds the incremental argument by its type
     rest_api_resource.__annotations__ = {"incremental_object": Optional[Incremental[Any]], "return": Iterator[Any]}
     kw = dict(kwargs)
