@@ -298,3 +298,94 @@ def test_max_table_nesting_on_the_source(api_replica, tmp_path):
     pa, pb = both(cfg, tmp_path, source_kwargs={"max_table_nesting": 0}, dict_path={"issues"})
     n = assert_same(pa, pb, ["issues"])
     assert list(n) == ["issues"]
+
+
+def incremental_config(base: str) -> Dict[str, Any]:
+    """dlt's incremental in every form: a param, the endpoint form with start/end params
+    and convert, a dlt.sources.incremental object; merge and append."""
+    return {
+        "client": {"base_url": base},
+        "resource_defaults": {"primary_key": "id", "write_disposition": "merge"},
+        "resources": [
+            {"name": "by_param", "endpoint": {
+                "path": "issues/offset", "data_selector": "items",
+                "paginator": {"type": "offset", "limit": 10, "total_path": "total"},
+                "params": {"since": {"type": "incremental", "cursor_path": "updated_at",
+                                     "initial_value": "2024-01-01T00:00:00Z"}}}},
+            {"name": "by_endpoint", "write_disposition": "append", "endpoint": {
+                "path": "issues/cursor", "data_selector": "items",
+                "paginator": {"type": "cursor", "cursor_path": "next_cursor", "cursor_param": "cursor"},
+                "incremental": {"start_param": "since", "cursor_path": "updated_at",
+                                "initial_value": "2024-01-01T00:00:00Z"}}},
+            {"name": "bounded", "endpoint": {
+                "path": "issues/json_link", "data_selector": "items",
+                "paginator": {"type": "json_link", "next_url_path": "next"},
+                "incremental": {"start_param": "since", "end_param": "until", "cursor_path": "updated_at",
+                                "initial_value": "2024-01-01T00:00:00Z", "end_value": "2024-04-01T00:00:00Z",
+                                "convert": lambda v: v.replace("Z", "+00:00")}}},
+            {"name": "by_object", "endpoint": {
+                "path": "issues/page_number", "data_selector": "items", "paginator": PAGE,
+                "params": {"since": dlt.sources.incremental("updated_at", initial_value="2024-02-01T00:00:00Z")}}},
+        ],
+    }
+
+
+INCREMENTAL = {"by_param", "by_endpoint", "bounded", "by_object"}
+
+
+@pytest.fixture
+def advancing_api(tmp_path):
+    """A replica of its own data set (it is advanced between runs)."""
+    from dltc.replica.api import generate, serve
+
+    data = tmp_path / "data"
+    generate(data, orgs=1, repos_per_org=2, issues_per_repo=20, comments_per_issue=0, seed=3,
+             now="2024-06-15T00:00:00Z", page_size=10)
+    with serve(data) as api:
+        yield api, data
+
+
+def test_incremental_over_two_runs(advancing_api, tmp_path):
+    from dlt.sources.rest_api import rest_api_source as dlt_source
+
+    from dltc.replica.api import advance
+    from dltc.rest_api import rest_api_source as dltc_source
+
+    api, data = advancing_api
+    pa, pb = pipeline(tmp_path, "dlt"), pipeline(tmp_path, "dltc")
+    pa.run(dlt_source(incremental_config(api.base_url)))
+    pb.run(dltc_source(incremental_config(api.base_url)))
+    assert_same(pa, pb, sorted(INCREMENTAL))
+    advance(data, new_issues=3, updated_issues=4)
+    api.reload()
+    log0 = len(api.stats()["log"])
+    pa.run(dlt_source(incremental_config(api.base_url)))
+    dlt_log = api.stats()["log"][log0:]
+    log1 = len(api.stats()["log"])
+    pb.run(dltc_source(incremental_config(api.base_url)))
+    dltc_log = api.stats()["log"][log1:]
+    n = assert_same(pa, pb, sorted(INCREMENTAL))
+    recs = load_records(data)["issues"]
+    assert n["by_param"] == sum(1 for it in recs if it["updated_at"] >= "2024-01-01T00:00:00Z")
+    # the same requests: the state (last values) is dlt's
+    assert sorted(t for _, t in dltc_log) == sorted(t for _, t in dlt_log)
+    assert pa.state["sources"]["rest_api"]["resources"] == pb.state["sources"]["rest_api"]["resources"]
+
+
+def test_switch_from_dlt_to_dltc_carries_on(advancing_api, tmp_path):
+    """A pipeline loaded by dlt's source, then by dltc's: it continues from dlt's state."""
+    from dlt.sources.rest_api import rest_api_source as dlt_source
+
+    from dltc.replica.api import advance
+    from dltc.rest_api import rest_api_source as dltc_source
+
+    api, data = advancing_api
+    pa, pb = pipeline(tmp_path, "dlt"), pipeline(tmp_path, "mixed")
+    pa.run(dlt_source(incremental_config(api.base_url)))
+    pb.run(dlt_source(incremental_config(api.base_url)))
+    advance(data, new_issues=2, updated_issues=3)
+    api.reload()
+    pa.run(dlt_source(incremental_config(api.base_url)))
+    pb.run(dltc_source(incremental_config(api.base_url)))
+    assert_same(pa, pb, sorted(INCREMENTAL))
+    assert pa.state["sources"]["rest_api"]["resources"] == pb.state["sources"]["rest_api"]["resources"]

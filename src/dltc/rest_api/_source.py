@@ -374,6 +374,8 @@ class _Api:
         """Range paginators: request the pages after the newest one sent, up to the window."""
         pag, req, seq = chain.gen
         total = chain.total
+        if total is None and pag.total_path is not None and chain.next == 0:
+            return  # the first page tells the total: no speculation before it
         window = self.window_total if total is not None else self.window_spec
         while seq < chain.next + window:
             pag.current_value += pag.value_step
