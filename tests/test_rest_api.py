@@ -389,3 +389,74 @@ def test_switch_from_dlt_to_dltc_carries_on(advancing_api, tmp_path):
     pb.run(dltc_source(incremental_config(api.base_url)))
     assert_same(pa, pb, sorted(INCREMENTAL))
     assert pa.state["sources"]["rest_api"]["resources"] == pb.state["sources"]["rest_api"]["resources"]
+
+
+def _open_items_only(response: Any, *args: Any, **kwargs: Any) -> Any:
+    """A response action as dlt documents them: rewrites the body."""
+    import json
+
+    payload = response.json()
+    payload["items"] = [it for it in payload["items"] if it["state"] == "open"]
+    response._content = json.dumps(payload).encode("utf-8")
+    return response
+
+
+def custom_config(api: Any) -> Dict[str, Any]:
+    """User code: response action callables, a custom paginator class (registered by
+    name, and as an instance), a custom auth class; ignore on 404 for a root resource."""
+    from dlt.sources.helpers.rest_client.auth import BearerTokenAuth
+    from dlt.sources.helpers.rest_client.paginators import BasePaginator
+
+    class PagesUntilEmpty(BasePaginator):
+        def __init__(self, page_param: str = "page") -> None:
+            super().__init__()
+            self.page_param, self.page = page_param, 1
+
+        def init_request(self, request: Any) -> None:
+            self.page = 1
+            request.params = {**(request.params or {}), self.page_param: self.page}
+
+        def update_state(self, response: Any, data: Any = None) -> None:
+            self.page += 1
+            self._has_next_page = bool(data) and all(isinstance(d, dict) and "id" in d for d in data)
+
+        def update_request(self, request: Any) -> None:
+            request.params[self.page_param] = self.page
+
+    from dlt.common.configuration import configspec
+
+    @configspec
+    class HeaderBearer(BearerTokenAuth):
+        def __call__(self, request: Any) -> Any:
+            request.headers["Authorization"] = f"Bearer {self.token}"
+            return request
+
+    from dltc.rest_api import register_paginator
+
+    register_paginator("pages_until_empty", PagesUntilEmpty)
+    return {
+        "client": {"base_url": api.base_url},
+        "resources": [
+            {"name": "rewritten", "endpoint": {"path": "issues/page_number", "data_selector": "items",
+                                               "paginator": PAGE, "params": {"per_page": 15},
+                                               "response_actions": [_open_items_only]}},
+            {"name": "gone", "endpoint": {"path": "errors/404", "paginator": "single_page",
+                                          "response_actions": [{"status_code": 404, "action": "ignore"}]}},
+            {"name": "by_name", "endpoint": {"path": "issues/page_number_nototal", "data_selector": "items",
+                                             "params": {"per_page": 11},
+                                             "paginator": {"type": "pages_until_empty"}}},
+            {"name": "by_instance", "endpoint": {"path": "issues/page_number_nototal", "data_selector": "items",
+                                                 "params": {"per_page": 14}, "paginator": PagesUntilEmpty()}},
+            {"name": "custom_auth", "endpoint": {"path": "auth/bearer/issues", "data_selector": "items",
+                                                 "paginator": PAGE, "params": {"per_page": 30},
+                                                 "auth": HeaderBearer(token=api.auth["bearer_token"])}},
+        ],
+    }
+
+
+def test_user_code_response_actions_custom_classes(api_replica, api_replica_data, tmp_path):
+    pa, pb = both(lambda: custom_config(api_replica), tmp_path, dict_path={"by_name", "by_instance"})
+    n = assert_same(pa, pb, ["rewritten", "by_name", "by_instance", "custom_auth"])
+    issues = load_records(api_replica_data)["issues"]
+    assert n["rewritten"] == sum(1 for it in issues if it["state"] == "open")
+    assert n["by_name"] == n["by_instance"] == n["custom_auth"] == len(issues) and "gone" not in n
