@@ -460,3 +460,83 @@ def test_user_code_response_actions_custom_classes(api_replica, api_replica_data
     issues = load_records(api_replica_data)["issues"]
     assert n["rewritten"] == sum(1 for it in issues if it["state"] == "open")
     assert n["by_name"] == n["by_instance"] == n["custom_auth"] == len(issues) and "gone" not in n
+
+
+# ---- dltc's own additions -------------------------------------------------------------------
+
+
+def _title_len(item: Dict[str, Any]) -> Dict[str, Any]:
+    item["title_len"] = len(item["title"])
+    return item
+
+
+def test_arrow_table_steps_equal_dlt_processing_steps(api_replica, api_replica_data, tmp_path):
+    """An Arrow expression filter and a map over the whole page table give what dlt's
+    dict filter and map give (child rows of filtered rows go with them)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from dlt.sources.rest_api import rest_api_source as dlt_source
+
+    from dltc.rest_api import paths, rest_api_source
+
+    def cfg(steps: bool) -> Dict[str, Any]:
+        res: Dict[str, Any] = {"name": "issues", "endpoint": {"path": "issues/page_number", "data_selector": "items",
+                                                             "paginator": PAGE, "params": {"per_page": 25}}}
+        if steps:
+            res["processing_steps"] = [{"filter": _open_only}, {"map": _title_len}]
+        return {"client": {"base_url": api_replica.base_url}, "resources": [res]}
+
+    def title_len(tbl: pa.Table) -> pa.Table:
+        return tbl.append_column("title_len", pc.utf8_length(tbl.column("title")).cast(pa.int64()))
+
+    pa_ = load(dlt_source(cfg(True)), tmp_path, "dlt")
+    ours = cfg(False)
+    ours["dltc"] = {"resources": {"issues": [{"filter": pc.field("state") == "open"}, {"table_map": title_len}]}}
+    src = rest_api_source(ours)
+    assert paths(src) == {"issues": "arrow"}
+    pb = load(src, tmp_path, "dltc")
+    n = assert_same(pa_, pb, ["issues", "issues__labels"])
+    assert 0 < n["issues"] < len(load_records(api_replica_data)["issues"])
+
+
+def test_contract_rejects_go_to_dltc_rejects(api_replica, api_replica_data, tmp_path):
+    """What a schema contract drops while decoding is a row of `_dltc_rejects`."""
+    from dltc.rest_api import rest_api_source
+
+    cfg = {"client": {"base_url": api_replica.base_url}, "resources": [
+        {"name": "issues", "columns": {"score": {"data_type": "bigint"}},
+         "endpoint": {"path": "issues/page_number", "data_selector": "items", "paginator": PAGE}}]}
+    p = pipeline(tmp_path, "rejects")
+    p.run(rest_api_source(cfg, schema_contract={"data_type": "discard_value"}))
+    issues = load_records(api_replica_data)["issues"]
+    fractional = [it for it in issues if isinstance(it["score"], float) and not it["score"].is_integer()]
+    assert fractional
+    with p.sql_client() as c:
+        rej = c.execute_sql("select path, reason, source_url from _dltc_rejects")
+        assert len(rej) == len(fractional) and all(r[1] == "data_type" for r in rej)
+        assert all(r[0].startswith("$.items[") and r[0].endswith("].score") and "/issues/page_number" in r[2]
+                   for r in rej)
+        assert c.execute_sql("select count(*) from issues")[0][0] == len(issues)
+
+
+@pytest.mark.timing
+def test_one_rate_limit_for_the_source(api_replica, api_replica_data, tmp_path):
+    """`rps` is one token bucket for the source's host (burst = rps): N requests take at
+    least (N - rps) / rps seconds whatever the concurrency."""
+    import time
+
+    from dltc.rest_api import rest_api_source
+
+    stats: Dict[str, Any] = {}
+    cfg = {"client": {"base_url": api_replica.base_url}, "resources": [
+        {"name": f"r{i}", "endpoint": {"path": "issues/page_number", "data_selector": "items", "paginator": PAGE,
+                                       "params": {"per_page": 12}}} for i in range(3)],
+        "dltc": {"rps": 20, "stats": stats}}
+    p = pipeline(tmp_path, "rps")
+    t0 = time.monotonic()
+    p.extract(rest_api_source(cfg))
+    wall = time.monotonic() - t0
+    n = stats["requests"]
+    assert n == 3 * -(-len(load_records(api_replica_data)["issues"]) // 12)
+    assert wall >= (n - 20) / 20 * 0.95

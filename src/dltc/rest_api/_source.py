@@ -96,7 +96,7 @@ WINDOW_SPECULATIVE = 4  # no total (yet): speculative requests, filling idle cap
 DLTC_OPTIONS = {
     "max_concurrency", "initial_concurrency", "max_attempts", "rps", "allowed_hosts", "ca_file",
     "verify", "http2", "timeout", "connect_timeout", "max_inflight", "window_total", "window_speculative",
-    "batch_rows", "batch_bytes", "dict_path", "client_options", "progress", "stats", "resources", "_nesting", "_root_key",
+    "batch_rows", "batch_bytes", "dict_path", "client_options", "progress", "stats", "resources", "_nesting", "_root_key", "on_client",
 }
 
 
@@ -123,6 +123,7 @@ class _Spec:
         self.captures: List[List[str]] = []  # row captures (arrow path): resolve fields, include fields
         self.capture_index: Dict[str, int] = {}
         self.steps: List[Dict[str, Any]] = []
+        self.table_steps: List[Tuple[str, Any]] = []  # dltc's own: ("filter", Expression), ("table_filter"|"table_map", fn)
         self.actions: Optional[List[Any]] = None
         self.empty_on: Tuple[int, ...] = ()
         self.incremental: Optional[Incremental[Any]] = None
@@ -312,6 +313,9 @@ class _Api:
             self.formats[spec.name] = fmt
         if self.rps is not None and self.run.client is not None:
             self.run.client.set_limits(rps=float(self.rps))
+        hook = self.opts.get("on_client")
+        if hook is not None and self.run.client is not None:
+            hook(self.run.client)  # e.g. a limit shared across workers: client.set_limits(...)
 
     # -- the worker
     def plan(self, run: Run) -> None:
@@ -594,11 +598,14 @@ class _Api:
             tables, rejects = flush_decoder(dec, spec.table, "rest_api")
             incl = self.includes.pop(name, None)
             items: List[Any] = []
+            root = tables.get(spec.table)
+            if root is not None and incl:
+                tables[spec.table] = _add_includes(root, incl)
+            if spec.table_steps and root is not None:
+                tables = _table_steps(spec, tables)
             for tname, tbl in tables.items():
                 if not tbl.num_rows:
                     continue
-                if tname == spec.table and incl:
-                    tbl = _add_includes(tbl, incl)
                 tbl = run.prune(tname, tbl)
                 items.append(tbl if tname == spec.table else self.child_item(spec, tname, tbl))
             if rejects is not None:
@@ -642,6 +649,44 @@ def _norm(name: str) -> str:
     from dltc.runtime import column_name
 
     return column_name(name)
+
+
+def _table_steps(spec: _Spec, tables: Dict[str, pa.Table]) -> Dict[str, pa.Table]:
+    """dltc's table steps on the root table of a flush (an Arrow expression or callable
+    filter, a callable map); the child rows of dropped root rows are dropped with them."""
+    root = tables[spec.table]
+    before = root.num_rows
+    for kind, step in spec.table_steps:
+        if kind == "filter":
+            root = root.filter(step)
+        elif kind == "table_filter":
+            mask = step(root)
+            root = root.filter(mask) if mask is not None else root
+        elif kind == "table_map":
+            root = step(root)
+            if not isinstance(root, pa.Table):
+                raise TypeError(f"rest_api: table_map of {spec.name!r} must return a pyarrow.Table")
+    out = dict(tables)
+    out[spec.table] = root
+    if root.num_rows == before or len(tables) == 1 or "_dlt_id" not in root.column_names:
+        return out
+    import pyarrow.compute as pc
+
+    # drop child rows whose parent is gone, level after level (ids are unique across tables)
+    kept = root.column("_dlt_id")
+    changed = True
+    while changed:
+        changed = False
+        ids = [kept] + [t.column("_dlt_id") for n, t in out.items() if n != spec.table and "_dlt_id" in t.column_names]
+        alive = pa.chunked_array([c for ch in ids for c in ch.chunks], pa.string())
+        for n, t in out.items():
+            if n == spec.table or "_dlt_parent_id" not in t.column_names or not t.num_rows:
+                continue
+            f = t.filter(pc.is_in(t.column("_dlt_parent_id"), value_set=alive.combine_chunks()))
+            if f.num_rows != t.num_rows:
+                out[n] = f
+                changed = True
+    return out
 
 
 def _apply_steps(steps: List[Dict[str, Any]], records: List[Any]) -> List[Any]:
@@ -809,12 +854,16 @@ def create_resources(config: Dict[str, Any], opts: Dict[str, Any], source_nestin
             spec.custom = True
         if isinstance(tn, str):
             spec.table = _table_norm(tn)
+        spec.table_steps = _table_step_options(name, (opts.get("resources") or {}).get(name))
         api.add(spec)
         resources[name] = _make_resource(api, spec, resource_kwargs, parallelized)
         if not spec.arrow:
             _add_steps(resources[name], processing_steps)
         record_endpoint_input(resources[name], client, ep.get("path"))
 
+    unknown = set(opts.get("resources") or ()) - set(api.specs)
+    if unknown:
+        raise ValueError(f"dltc options for unknown resources {sorted(unknown)}")
     # children read their parents' fields: from row captures (Arrow) or the dicts
     for spec in api.specs.values():
         if spec.parent is None:
@@ -835,11 +884,39 @@ def create_resources(config: Dict[str, Any], opts: Dict[str, Any], source_nestin
             api.run.resources[spec.name].flush = None
         else:
             api.run.resources[spec.name].flush = partial(_flush, api, spec.name)
+        if spec.table_steps and not spec.arrow:
+            raise ValueError(f"rest_api: resource {spec.name!r} has dltc table steps but goes the dict path"
+                             f" ({'; '.join(spec.dict_reasons)}); use dlt's processing_steps there")
         if spec.dict_reasons:
             log.info("rest_api: resource %r goes the dict path: %s", spec.name, "; ".join(spec.dict_reasons))
         spec.path_kind = "arrow" if spec.arrow else "dict: " + "; ".join(spec.dict_reasons)  # type: ignore[attr-defined]
 
     return resources
+
+
+TABLE_STEPS = ("filter", "table_filter", "table_map")
+
+
+def _table_step_options(name: str, ropts: Any) -> List[Tuple[str, Any]]:
+    """`"dltc": {"resources": {name: {"filter": pyarrow.compute.Expression, "table_filter": fn,
+    "table_map": fn}}}` (or a list of such one-key dicts, applied in order)."""
+    if not ropts:
+        return []
+    items = ropts if isinstance(ropts, list) else [{k: v} for k, v in ropts.items()]
+    out: List[Tuple[str, Any]] = []
+    for d in items:
+        for k, v in d.items():
+            if k not in TABLE_STEPS:
+                raise ValueError(f"dltc resource option {k!r} of {name!r} is not one of {TABLE_STEPS}")
+            if k == "filter":
+                import pyarrow.compute as pc
+
+                if not isinstance(v, pc.Expression):
+                    raise TypeError(f"dltc filter of {name!r} must be a pyarrow.compute.Expression")
+            elif not callable(v):
+                raise TypeError(f"dltc {k} of {name!r} must be callable")
+            out.append((k, v))
+    return out
 
 
 def _table_norm(name: str) -> str:
