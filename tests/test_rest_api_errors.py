@@ -210,3 +210,33 @@ def test_retry_action_for_a_200_error_body(api_replica, tmp_path):
     p.run(rest_api_source(cfg))
     with p.sql_client() as c:
         assert c.execute_sql("select count(*) from flaky")[0][0] > 0
+
+
+def test_a_failed_run_loses_nothing_already_loaded(fault_data, tmp_path):
+    """A resource that cannot be loaded (a 404 nobody ignores) fails the run; what earlier
+    runs loaded stays, and the next good run loads again."""
+    from dltc.rest_api import rest_api_source
+
+    n = len(load_records(fault_data)["issues"])
+    p = pipeline(tmp_path, "failed")
+
+    def cfg(base: str, broken: bool = False) -> Dict[str, Any]:
+        c = _faults_config(base)
+        c["resources"] = c["resources"][:2]
+        c["resource_defaults"]["write_disposition"] = "append"
+        if broken:
+            c["resources"][1]["endpoint"]["path"] = "errors/404"
+        return c
+
+    def counts() -> List[int]:
+        with p.sql_client() as c:
+            return [c.execute_sql(f"select count(*) from {t}")[0][0] for t in ("issues", "by_cursor")]
+
+    with serve(fault_data) as api:
+        p.run(rest_api_source(cfg(api.base_url)))
+        assert counts() == [n, n]
+        with pytest.raises(Exception, match="by_cursor.*HTTP 404 from .*/errors/404"):
+            p.run(rest_api_source(cfg(api.base_url, broken=True)))
+        assert counts() == [n, n]
+        p.run(rest_api_source(cfg(api.base_url)))
+        assert counts() == [2 * n, 2 * n]
