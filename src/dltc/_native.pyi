@@ -50,7 +50,7 @@ class Response:
     def headers(self) -> list[tuple[str, str]]: ...  # final response, in order, names as sent
     def header(self, name: str, default: str | None = None) -> str | None: ...  # first, case-insensitive
 
-# Auth specs (CONTRACTS.md 3.x), dicts with "type":
+# Auth specs (docs/CONTRACTS.md 3.9), dicts with "type":
 #   {"type": "bearer", "token": str}
 #   {"type": "api_key", "name": str = "Authorization", "location": "header" | "query", "api_key": str}
 #   {"type": "http_basic", "username": str, "password": str}
