@@ -154,7 +154,7 @@ def inflate(
 # child tables of lists of scalars have a "value" column; system columns are
 # "_dlt_id", "_dlt_parent_id", "_dlt_list_idx", "_dlt_load_id".
 #
-# Records paths, skeleton, row captures (CONTRACTS.md 4.6), decoded in the same pass:
+# Records paths, skeleton, row captures (docs/CONTRACTS.md 4.6), decoded in the same pass:
 # "records_path": [step, ...] | "auto" (excludes "selector"): steps are keys or "*" (every
 # element of an array / member value of an object); the records are what dlt's
 # RESTClient.extract_response returns for that path (a single match unwrapped: an array's
