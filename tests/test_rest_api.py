@@ -559,3 +559,33 @@ def test_one_rate_limit_for_the_source(api_replica, api_replica_data, tmp_path):
     n = stats["requests"]
     assert n == 3 * -(-len(load_records(api_replica_data)["issues"]) // 12)
     assert wall >= (n - 20) / 20 * 0.95
+
+
+def test_what_can_be_fetched_at_once_is(api_replica, api_replica_data, tmp_path):
+    """Pages of a paginator with a total are all requested once the first page gave it;
+    a json_link chain has one page in flight; children are requested as parents decode.
+    Checked on the runtime's counters after each response, not on time."""
+    from dltc.rest_api import rest_api_source
+
+    recs = load_records(api_replica_data)
+    pages = -(-len(recs["issues"]) // 4)
+
+    def queued(tag: str, resources: List[Dict[str, Any]]) -> List[int]:
+        seen: List[int] = []
+        cfg = {"client": {"base_url": api_replica.base_url}, "resources": resources,
+               "dltc": {"progress": lambda d: seen.append(d["queued"])}}
+        pipeline(tmp_path, tag).extract(rest_api_source(cfg))
+        return seen
+
+    q = queued("p", [{"name": "p", "endpoint": {"path": "issues/page_number", "data_selector": "items",
+                                                "paginator": PAGE, "params": {"per_page": 4}}}])
+    assert len(q) == pages and q[0] == pages - 1  # after page 1: all the others at once
+    q = queued("j", [{"name": "j", "endpoint": {"path": "issues/json_link", "data_selector": "items",
+                                                "params": {"per_page": 4},
+                                                "paginator": {"type": "json_link", "next_url_path": "next"}}}])
+    assert len(q) == pages and max(q) == 1  # one chain: one page after another
+    q = queued("c", [{"name": "repos", "endpoint": {"path": "orgs/{resources.orgs.login}/repos",
+                                                    "data_selector": "repos"}},
+                     {"name": "orgs", "endpoint": {"path": "orgs", "data_selector": "$",
+                                                   "paginator": "single_page"}}])
+    assert q[0] == len(recs["orgs"])  # the children of every org are in flight at once
