@@ -342,6 +342,43 @@ def test_rest_api_parent_child_sharded_equals_a_plain_run(cluster, api_replica_d
     assert comment_ids == want_comments
 
 
+@needs_ray
+def test_cli_workers_for_chess_and_rest_api(cluster, api, data, api_replica_data, tmp_path, monkeypatch, capsys):
+    """`dltc chess --workers` and `dltc rest-api --workers --items` (in-process: the
+    cluster of this module is used, as by run_sharded when Ray is already initialized)."""
+    pytest.importorskip("dltc.rest_api", reason="dltc.rest_api is not merged yet")
+    from dltc import cli
+    from dltc.replica.api import load_records, serve
+
+    monkeypatch.chdir(tmp_path)
+    players = _players(data)
+    assert cli.main(["chess", "--players", ",".join(players), "--base-url", api.base_url, "--workers", "2",
+                     "--shards", "4", "--max-concurrency", "8", "--pipelines-dir", str(tmp_path / "pl")]) == 0
+    out = capsys.readouterr().out
+    assert "shards loaded            4 of 4 (S=4)" in out
+    con = duckdb.connect(str(tmp_path / "dltc_chess.duckdb"), read_only=True)
+    n, d = con.execute("select count(*), count(distinct uuid) from chess_data.players_games").fetchall()[0]
+    con.close()
+    assert n == d == len(replica.load_games(str(data)))
+
+    repos = [r["full_name"] for r in load_records(str(api_replica_data))["repos"]]
+    (tmp_path / "repos.txt").write_text("\n".join(repos))
+    with serve(str(api_replica_data)) as a:
+        (tmp_path / "api.json").write_text(json.dumps({"client": {"base_url": a.base_url + "/"}, **REST_TEMPLATE}))
+        assert cli.main(["rest-api", "--config", str(tmp_path / "api.json"), "--workers", "2", "--shards", "2",
+                         "--items", "@" + str(tmp_path / "repos.txt"), "--max-concurrency", "8",
+                         "--dataset-name", "rest", "--pipelines-dir", str(tmp_path / "pl")]) == 0
+    con = duckdb.connect(str(tmp_path / "dltc_rest_api.duckdb"), read_only=True)
+    n, d = con.execute("select count(*), count(distinct id) from rest.issues").fetchall()[0]
+    con.close()
+    assert n == d == len(load_records(str(api_replica_data))["issues"])
+    # a template with a resource that depends on no item is refused before anything runs
+    (tmp_path / "bad.json").write_text(json.dumps({"client": {"base_url": "http://127.0.0.1:9/"},
+                                                   "resources": [{"name": "orgs", "endpoint": {"path": "orgs"}}]}))
+    assert cli.main(["rest-api", "--config", str(tmp_path / "bad.json"), "--workers", "2", "--items", "a"]) == 2
+    assert "do not depend on" in capsys.readouterr().err
+
+
 # ---- faults ------------------------------------------------------------------------------------
 
 

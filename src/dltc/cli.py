@@ -183,18 +183,19 @@ def _host_of(url: str) -> str:
     return urlsplit(url).hostname or url
 
 
-def run_sharded_cli(args: argparse.Namespace, name: str, factory: Any, items: List[Any], hosts: List[str],
-                    keys: Dict[str, Any], key: Any = None) -> int:
+def run_sharded_cli(args: argparse.Namespace, name: str, factory: Any, items: List[Any],
+                    limits: Dict[str, Dict[str, Any]], keys: Dict[str, Any], key: Any = None) -> int:
     """The `--workers N` path of a command: dltc.distributed.run_sharded, then a summary."""
     if args.workers < 1 or args.shards < 1:
         print(f"dltc {name}: --workers and --shards must be >= 1", file=sys.stderr)
         return 2
     try:
+        import ray  # noqa: F401
+
         from dltc.distributed import ShardedRunError, run_sharded
     except ImportError as e:
         print(f"dltc {name}: --workers needs Ray: pip install 'dltc[ray]' ({e})", file=sys.stderr)
         return 2
-    limits = {h: {"max_parallel": args.max_concurrency} for h in dict.fromkeys(hosts)}
     kw: Dict[str, Any] = {}
     if args.pipelines_dir:
         kw["committer_dir"] = args.pipelines_dir
@@ -248,7 +249,8 @@ def run_chess(args: argparse.Namespace) -> int:
             src = chess.source(items, **opts)
             return src.with_resources(*resources) if resources else src
 
-        return run_sharded_cli(args, "chess", factory, players, [_host_of(u) for u in urls.values()],
+        hosts = dict.fromkeys(_host_of(u) for u in urls.values())
+        return run_sharded_cli(args, "chess", factory, players, {h: {"max_parallel": args.max_concurrency} for h in hosts},
                                {"players_games": "uuid", "players_profiles": "player_id"}, key=str.lower)
     try:
         players = read_players(args.players)
@@ -360,11 +362,48 @@ def _rest_api_parser(sub: Any) -> None:
     p.add_argument("--rps", type=float, help="requests per second at most, for the whole source")
     p.add_argument("--ca-file", help="CA bundle to verify the server with")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _distributed_args(p)
+    p.add_argument("--items", help="with --workers: the parent ids (a,b,c or @FILE) put in place of "
+                                   "--item-placeholder in the config's endpoints, sharded")
+    p.add_argument("--item-placeholder", default="{item}", help="default {item}")
     p.set_defaults(func=run_rest_api)
+
+
+def _run_rest_api_sharded(args: argparse.Namespace) -> int:
+    from dltc.distributed.rest_api import rest_api_factory
+
+    try:
+        if not args.items:
+            raise ValueError("--workers needs --items (the parent ids to shard)")
+        items = read_players(args.items)
+        cfg = read_rest_api_config(args.config)
+        opts = dict(cfg.get("dltc") or {})
+        if args.ca_file is not None:
+            opts["ca_file"] = args.ca_file
+        # the leased share of the global limit sets each worker's rps and concurrency
+        cfg["dltc"] = {k: v for k, v in opts.items() if k != "rps"}
+        factory = rest_api_factory(cfg, args.item_placeholder)
+    except Exception as e:  # a bad file or template
+        print(f"dltc rest-api: {e}", file=sys.stderr)
+        return 2
+    # --max-concurrency / --rps (or the config's) are the limits of all workers together
+    limit: Dict[str, Any] = {}
+    mc = args.max_concurrency if args.max_concurrency is not None else opts.get("max_concurrency")
+    rps = args.rps if args.rps is not None else opts.get("rps")
+    if mc is not None:
+        limit["max_parallel"] = int(mc)
+    if rps is not None:
+        limit["rps"] = float(rps)
+    base = (cfg.get("client") or {}).get("base_url", "")
+    limits = {_host_of(base): limit} if limit else {}
+    return run_sharded_cli(args, "rest-api", factory, items, limits, {})
 
 
 def run_rest_api(args: argparse.Namespace) -> int:
     import dlt
+
+    if args.workers is not None:
+        return _run_rest_api_sharded(args)
 
     from dltc.rest_api import rest_api_source
 
