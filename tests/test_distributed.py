@@ -90,6 +90,22 @@ def test_lease_table_never_charges_more_than_the_limit():
     assert t2.peak_charged["h"] == 8
 
 
+def test_lease_table_per_node_pools_multiply_with_nodes():
+    """scope "node": a limit per client IP, one pool per node; "global": one pool (a token)."""
+    t = LeaseTable({"ip": {"max_parallel": 4, "scope": "node"}, "token": {"max_parallel": 6}})
+    for now in (0.0, 1.0, 2.0):
+        for w, node in (("a", "n1"), ("b", "n1"), ("c", "n2")):
+            t.lease(w, now=now, node=node)
+    slots = {w: h.slots for w, h in t.holders.items()}
+    assert slots["c"]["ip"] == 4 and slots["a"]["ip"] + slots["b"]["ip"] == 4  # 4 per node
+    assert sum(s["token"] for s in slots.values()) <= 6  # 6 in all
+    assert t.peak_charged["ip@n1"] <= 4 and t.peak_charged["ip@n2"] <= 4 and t.peak_charged["token"] <= 6
+    g = t.lease("c", now=3.0, node="n2")
+    assert g["max_concurrency"] == min(g["slots"].values())  # the tightest key caps the Client
+    with pytest.raises(ValueError, match="scope"):
+        LeaseTable({"h": {"max_parallel": 2, "scope": "planet"}})
+
+
 # ---- the cluster and the replica -------------------------------------------------------------
 
 

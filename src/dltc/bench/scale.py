@@ -78,6 +78,27 @@ def _one(data: str, base: Dict[str, str], workers: int, shards: int, limit: int,
     }
 
 
+def _plain(data: str, base: Dict[str, str], limit: int, tmp: Path) -> Dict[str, Any]:
+    """The baseline: one pipeline.run in this process, the engine capped at the same limit."""
+    import resource
+
+    import dlt
+
+    from dltc import chess
+
+    players = json.loads((Path(data) / "meta.json").read_text())["players"]
+    stats: Dict[str, Any] = {}
+    p = dlt.pipeline(pipeline_name="scale_plain", destination=dlt.destinations.duckdb(str(tmp / "plain.duckdb")),
+                     dataset_name="chess_data", pipelines_dir=str(tmp / "plain_pl"))
+    t0 = time.monotonic()
+    p.run(chess.source(players, max_concurrency=limit, stats=stats, **base))
+    wall = time.monotonic() - t0
+    games = stats.get("games", 0)
+    return {"wall_s": round(wall, 2), "games": games, "games_per_s": round(games / wall, 1),
+            "requests": stats.get("requests", 0), "status_429": stats.get("status_429", 0),
+            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, 1)}
+
+
 def run(players: int, months: int, latency_ms: float, max_parallel: int, shards: int, workers: List[int],
         cpus: int, data: Optional[str], log: Any) -> Dict[str, Any]:
     import ray
@@ -99,6 +120,9 @@ def run(players: int, months: int, latency_ms: float, max_parallel: int, shards:
         try:
             with replica.serve(data, latency_ms=latency_ms, max_parallel=max_parallel) as api:
                 base = {"base_url": api.base_url + "/pub/", "callback_url": api.base_url + "/callback/"}
+                log("plain (one process, no Ray) ...")
+                out["plain"] = _plain(data, base, max_parallel, tmp)
+                log(f"  {out['plain']['wall_s']} s, {out['plain']['games_per_s']} games/s")
                 for w in workers:
                     log(f"workers={w} ...")
                     r = _one(data, base, w, shards, max_parallel, tmp)

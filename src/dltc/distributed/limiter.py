@@ -23,47 +23,53 @@ log = logging.getLogger("dltc.distributed")
 
 
 def normalize_limits(limits: Optional[Dict[str, Any]]) -> Dict[str, Dict[str, Any]]:
-    """{key: {"max_parallel": int|None, "rps": float|None}}; a key is a host (or a token's
-    label): every key's share applies to each worker's Clients."""
+    """{key: {"max_parallel": int|None, "rps": float|None, "scope": "global"|"node"}}. A key
+    is a host (or a token's label); every key's share applies to each worker's Clients.
+    Scope "global" (default): one pool for the whole cluster (a token's quota, or one
+    egress IP); "node": one pool per node (a limit per client IP, when each node has its
+    own address: it multiplies with the nodes)."""
     out: Dict[str, Dict[str, Any]] = {}
     for k, v in (limits or {}).items():
-        if not isinstance(v, dict) or not set(v) <= {"max_parallel", "rps"}:
-            raise ValueError(f"limits[{k!r}] must be a dict of max_parallel and/or rps, got {v!r}")
-        mp, rps = v.get("max_parallel"), v.get("rps")
+        if not isinstance(v, dict) or not set(v) <= {"max_parallel", "rps", "scope"}:
+            raise ValueError(f"limits[{k!r}] must be a dict of max_parallel, rps and scope, got {v!r}")
+        mp, rps, scope = v.get("max_parallel"), v.get("rps"), v.get("scope", "global")
         if mp is not None and (not isinstance(mp, int) or mp < 1):
             raise ValueError(f"limits[{k!r}]['max_parallel'] must be an int >= 1, got {mp!r}")
         if rps is not None and (not isinstance(rps, (int, float)) or rps <= 0):
             raise ValueError(f"limits[{k!r}]['rps'] must be > 0, got {rps!r}")
-        out[str(k)] = {"max_parallel": mp, "rps": None if rps is None else float(rps)}
+        if scope not in ("global", "node"):
+            raise ValueError(f"limits[{k!r}]['scope'] must be 'global' or 'node', got {scope!r}")
+        out[str(k)] = {"max_parallel": mp, "rps": None if rps is None else float(rps), "scope": scope}
     return out
 
 
 class _Holder:
-    __slots__ = ("joined", "seen", "slots", "charged")
+    __slots__ = ("joined", "seen", "slots", "charged", "node")
 
-    def __init__(self, joined: float, held: Dict[str, int]):
+    def __init__(self, joined: float, held: Dict[str, int], node: str):
         self.joined = joined
         self.seen = joined
+        self.node = node
         self.slots: Dict[str, int] = dict(held)  # granted now
         self.charged: Dict[str, int] = dict(held)  # max(granted now, granted before)
 
 
 class LeaseTable:
-    """The lease bookkeeping (no Ray): `lease(worker, held)` registers or renews a worker
-    and returns its grant; `release(worker)` ends a lease."""
+    """The lease bookkeeping (no Ray): `lease(worker, held, node=...)` registers or renews
+    a worker and returns its grant; `release(worker)` ends a lease. A pool is a key (scope
+    "global") or a (key, node) pair (scope "node"); `peak_charged` is by pool name
+    (`key` or `key@node`)."""
 
     def __init__(self, limits: Optional[Dict[str, Any]] = None, ttl: float = 5.0):
         self.limits = normalize_limits(limits)
         self.ttl = float(ttl)
         self.holders: Dict[str, _Holder] = {}
-        self.peak_charged: Dict[str, int] = {k: 0 for k in self.limits}
+        self.peak_charged: Dict[str, int] = {}
         self.expired = 0
         self.grants = 0
 
     def configure(self, limits: Optional[Dict[str, Any]], ttl: Optional[float] = None) -> None:
         self.limits.update(normalize_limits(limits))
-        for k in self.limits:
-            self.peak_charged.setdefault(k, 0)
         if ttl is not None:
             self.ttl = float(ttl)
 
@@ -73,43 +79,43 @@ class LeaseTable:
                 del self.holders[w]
                 self.expired += 1
 
-    def _target(self, worker: str, key: str, limit: int) -> int:
-        # a fair share, the remainder to the workers that joined first (they are running)
-        order = sorted(self.holders, key=lambda w: (self.holders[w].joined, w))
-        n = len(order)
-        base, extra = divmod(limit, n)
-        return base + (1 if order.index(worker) < extra else 0)
+    def _pool(self, key: str, h: _Holder) -> List[str]:
+        """The workers sharing `key` with `h`, earliest first."""
+        node_scope = self.limits[key]["scope"] == "node"
+        ws = [w for w, o in self.holders.items() if not node_scope or o.node == h.node]
+        return sorted(ws, key=lambda w: (self.holders[w].joined, w))
 
-    def lease(self, worker: str, held: Optional[Dict[str, int]] = None, now: Optional[float] = None) -> Dict[str, Any]:
+    def lease(self, worker: str, held: Optional[Dict[str, int]] = None, now: Optional[float] = None,
+              node: str = "") -> Dict[str, Any]:
         now = time.monotonic() if now is None else now
         self._expire(now)
         h = self.holders.get(worker)
         if h is None:
             # new, or known before a restart of the table: charge what it still applies
-            h = self.holders[worker] = _Holder(now, {k: int(v) for k, v in (held or {}).items() if k in self.limits})
+            h = self.holders[worker] = _Holder(now, {k: int(v) for k, v in (held or {}).items() if k in self.limits},
+                                               node)
         h.seen = now
         self.grants += 1
         slots: Dict[str, int] = {}
         rps: Dict[str, float] = {}
-        n = len(self.holders)
         for key, lim in self.limits.items():
+            pool = self._pool(key, h)
             mp = lim["max_parallel"]
             if mp is not None:
-                others = sum(o.charged.get(key, 0) for w, o in self.holders.items() if w != worker)
+                others = sum(self.holders[w].charged.get(key, 0) for w in pool if w != worker)
+                # a fair share, the remainder to the workers that joined first (they run)
+                base, extra = divmod(mp, len(pool))
+                target = base + (1 if pool.index(worker) < extra else 0)
                 old = h.slots.get(key, 0)
-                new = max(0, min(self._target(worker, key, mp), mp - others))
+                new = max(0, min(target, mp - others))
                 h.slots[key] = new
                 h.charged[key] = max(new, old)
                 slots[key] = new
-                total = others + h.charged[key]
-                if total > self.peak_charged[key]:
-                    self.peak_charged[key] = total
+                name = key if lim["scope"] == "global" else f"{key}@{h.node}"
+                self.peak_charged[name] = max(self.peak_charged.get(name, 0), others + h.charged[key])
             if lim["rps"] is not None:
                 # rps follows the slots where both are set; else an even split
-                if mp is not None:
-                    rps[key] = lim["rps"] * slots[key] / mp
-                else:
-                    rps[key] = lim["rps"] / n
+                rps[key] = lim["rps"] * slots[key] / mp if mp is not None else lim["rps"] / len(pool)
         return {
             "slots": slots,
             "rps": rps,
@@ -124,7 +130,7 @@ class LeaseTable:
     def snapshot(self) -> Dict[str, Any]:
         return {
             "limits": self.limits,
-            "holders": {w: {"slots": h.slots, "charged": h.charged} for w, h in self.holders.items()},
+            "holders": {w: {"slots": h.slots, "charged": h.charged, "node": h.node} for w, h in self.holders.items()},
             "peak_charged": dict(self.peak_charged),
             "expired": self.expired,
             "grants": self.grants,
@@ -140,8 +146,8 @@ class LimiterActor:
     def configure(self, limits: Optional[Dict[str, Any]], ttl: Optional[float] = None) -> None:
         self.table.configure(limits, ttl)
 
-    def lease(self, worker: str, held: Optional[Dict[str, int]] = None) -> Dict[str, Any]:
-        return self.table.lease(worker, held)
+    def lease(self, worker: str, held: Optional[Dict[str, int]] = None, node: str = "") -> Dict[str, Any]:
+        return self.table.lease(worker, held, node=node)
 
     def release(self, worker: str) -> None:
         self.table.release(worker)
@@ -158,8 +164,9 @@ class Lease:
     the Clients fall back to one transfer at a time until it answers again."""
 
     def __init__(self, actor: Any, worker: str, period: float = 1.0, wait_poll: float = 0.2,
-                 max_wait: float = 120.0):
+                 max_wait: float = 120.0, node: str = ""):
         self.max_wait = max_wait
+        self.node = node
         self.actor = actor
         self.worker = worker
         self.period = period
@@ -179,7 +186,8 @@ class Lease:
 
         try:
             held = dict(self.grant.get("slots") or {})
-            return ray.get(self.actor.lease.remote(self.worker, held), timeout=timeout)  # type: ignore[no-any-return]
+            ref = self.actor.lease.remote(self.worker, held, self.node)
+            return ray.get(ref, timeout=timeout)  # type: ignore[no-any-return]
         except ray.exceptions.ActorDiedError:
             raise  # gone for good (not restarting): nothing to lease from
         except Exception as e:  # actor restarting or unreachable: keep the current grant

@@ -91,7 +91,10 @@ def run_shard(
             from dltc.distributed.limiter import Lease
 
             worker = f"{spec['dataset']}@{socket.gethostname()}:{os.getpid()}"
-            lease = Lease(limiter, worker, period=spec.get("lease_period", 1.0)).__enter__()
+            import ray
+
+            node = ray.get_runtime_context().get_node_id() or socket.gethostname()
+            lease = Lease(limiter, worker, period=spec.get("lease_period", 1.0), node=node).__enter__()
         source = source_factory(list(spec["items"]))
         keys = _keys_of(source)
         pipeline = dlt.pipeline(
