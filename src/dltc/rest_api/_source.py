@@ -434,6 +434,8 @@ class _Api:
 
     def page(self, run: Run, chain: _Chain, req: Request, resp: Any) -> None:
         spec = chain.spec
+        if not any(run.active(n) for n in chain.holds):
+            return self.finish(run, chain)  # nobody takes its rows any more (add_limit, a closed generator)
         if resp.error is not None:
             raise RESTAPIHardError(f"rest_api: resource {spec.name!r}: request for {req.url} failed: {resp.error}")
         body = response_body(resp)
