@@ -1,4 +1,5 @@
-"""The `dltc` command: `dltc chess ...` runs the chess source into a dlt destination with
+"""The `dltc` command: `dltc chess ...` runs the chess source (and `dltc rest-api --config
+FILE` a dlt rest_api config) into a dlt destination with
 a live progress bar on stderr and a summary table at the end. The progress bar and the
 summary are also used by `python -m dltc.demo`.
 """
@@ -31,8 +32,9 @@ class ProgressBar:
     """One line on a terminal, redrawn at most 10 times a second; on a non-terminal one
     plain line every few seconds. Call it with the source's progress dict."""
 
-    def __init__(self, stream: TextIO = sys.stderr, width: int = 24):
+    def __init__(self, stream: TextIO = sys.stderr, width: int = 24, unit: str = "games"):
         self.stream = stream
+        self.unit = unit
         self.width = width
         self.tty = stream.isatty()
         self.last = 0.0
@@ -55,7 +57,7 @@ class ProgressBar:
         el = max(i.get("elapsed", 0.0), 1e-9)
         return (
             f"[{'#' * fill}{'-' * (self.width - fill)}] {done}/{total} req, {queued} queued, "
-            f"{i.get('bytes', 0) / 1e6:.1f} MB, {i.get('games', 0) / el:,.0f} games/s, "
+            f"{i.get('bytes', 0) / 1e6:.1f} MB, {i.get(self.unit, 0) / el:,.0f} {self.unit}/s, "
             f"retries {i.get('retries', 0)}, 429s {i.get('status_429', 0)}"
         )
 
@@ -213,6 +215,119 @@ def run_chess(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---- dltc rest-api -----------------------------------------------------------------------
+
+REST_API_EXAMPLES = """\
+examples:
+  dltc rest-api --config api.toml
+  dltc rest-api --config api.json --destination duckdb --dataset-name github --resources issues,comments
+
+The config file is dlt's RESTAPIConfig (client, resource_defaults, resources) as TOML
+(`[client]`, `[[resources]]`, ...) or JSON. A string value "${NAME}" is replaced by
+dlt.secrets["NAME"] (dlt's providers: environment, .dlt/secrets.toml, ...); auth given
+without its secret is resolved by dlt itself, as in dlt's rest_api source. dltc's own
+options go under a [dltc] table (max_concurrency, rps, allowed_hosts, ca_file, ...).
+"""
+
+
+def read_rest_api_config(path: str) -> Dict[str, Any]:
+    """A RESTAPIConfig from a .toml or .json file, "${NAME}" strings from dlt's secrets."""
+    import json
+
+    with open(path, "rb") as f:
+        raw = f.read()
+    if path.endswith(".json"):
+        cfg = json.loads(raw)
+    else:
+        import tomllib
+
+        cfg = tomllib.loads(raw.decode("utf-8"))
+    if not isinstance(cfg, dict) or "client" not in cfg or "resources" not in cfg:
+        raise ValueError(f"{path}: a rest_api config needs `client` and `resources`")
+    return _with_secrets(cfg)  # type: ignore[no-any-return]
+
+
+def _with_secrets(v: Any) -> Any:
+    if isinstance(v, dict):
+        return {k: _with_secrets(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [_with_secrets(x) for x in v]
+    if isinstance(v, str) and v.startswith("${") and v.endswith("}") and len(v) > 3:
+        import dlt
+
+        try:
+            return dlt.secrets[v[2:-1]]
+        except KeyError:
+            raise ValueError(f"secret {v[2:-1]!r} not found in dlt's config and secrets") from None
+    return v
+
+
+def _rest_api_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "rest-api",
+        help="load a REST API from a dlt rest_api config file",
+        description="Load a REST API described by a dlt RESTAPIConfig (TOML or JSON) with dlt.",
+        epilog=REST_API_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--config", required=True, help="api.toml or api.json")
+    p.add_argument("--destination", default="duckdb", help="dlt destination (default duckdb)")
+    p.add_argument("--dataset-name", default="rest_api_data")
+    p.add_argument("--pipeline-name", default="dltc_rest_api")
+    p.add_argument("--pipelines-dir", help="where dlt keeps pipeline state (default ~/.dlt/pipelines)")
+    p.add_argument("--resources", help="comma-separated subset of the resources")
+    p.add_argument("--max-concurrency", type=int, help="requests in flight at most (default 64)")
+    p.add_argument("--rps", type=float, help="requests per second at most, for the whole source")
+    p.add_argument("--ca-file", help="CA bundle to verify the server with")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=run_rest_api)
+
+
+def run_rest_api(args: argparse.Namespace) -> int:
+    import dlt
+
+    from dltc.rest_api import rest_api_source
+
+    stats: Dict[str, Any] = {}
+    bar = None if args.no_progress else ProgressBar(unit="rows")
+    try:
+        cfg = read_rest_api_config(args.config)
+        opts = dict(cfg.get("dltc") or {})
+        for key in ("max_concurrency", "rps", "ca_file"):
+            if getattr(args, key) is not None:
+                opts[key] = getattr(args, key)
+        opts["stats"], opts["progress"] = stats, bar
+        cfg["dltc"] = opts
+        src = rest_api_source(cfg)  # type: ignore[arg-type]
+        if args.resources:
+            src = src.with_resources(*[r.strip() for r in args.resources.split(",") if r.strip()])
+    except Exception as e:  # a bad file or config: dlt's message
+        print(f"dltc rest-api: {e}", file=sys.stderr)
+        return 2
+    kw: Dict[str, Any] = {}
+    if args.pipelines_dir:
+        kw["pipelines_dir"] = args.pipelines_dir
+    pipeline = dlt.pipeline(
+        pipeline_name=args.pipeline_name, destination=args.destination, dataset_name=args.dataset_name, **kw
+    )
+    t0 = time.perf_counter()
+    try:
+        pipeline.run(src)
+    except Exception as e:  # dlt wraps the cause; show the innermost message
+        if bar:
+            bar.close()
+        cause: BaseException = e
+        while cause.__cause__ is not None:
+            cause = cause.__cause__
+        print(f"dltc rest-api: failed: {cause}", file=sys.stderr)
+        return 1
+    wall = time.perf_counter() - t0
+    if bar:
+        bar.close()
+    print(summary_table(row_counts(pipeline), wall, stats))
+    return 0
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(
         prog="dltc",
@@ -222,6 +337,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     )
     sub = parser.add_subparsers(dest="command", required=True)
     _chess_parser(sub)
+    _rest_api_parser(sub)
     args = parser.parse_args(argv)
     return int(args.func(args))
 
