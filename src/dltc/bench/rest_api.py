@@ -148,7 +148,8 @@ def worker(job_file: str) -> int:
                             dataset_name="api")
 
     # warm-up: imports and first-use set-up are not counted in the timed run
-    pipeline("warm").run(_source(contender, warmup_config(job["base_url"])))
+    if job.get("warmup", True):
+        pipeline("warm").run(_source(contender, warmup_config(job["base_url"])))
     src = _source(contender, job["config"])
     p = pipeline("bench")
     cpu0, t0 = _cpu(), time.perf_counter()
@@ -164,15 +165,28 @@ def worker(job_file: str) -> int:
         rows = {t: c.execute_sql(f'select count(*) from "{t}"')[0][0] for t in sorted(tables)}
     Path(job["out"]).write_text(json.dumps({
         "wall_s": wall, "cpu_s": cpu, "extract_s": steps.get("extract"),
-        "normalize_s": steps.get("normalize"), "load_s": steps.get("load"), "rows": rows}))
+        "normalize_s": steps.get("normalize"), "load_s": steps.get("load"), "rows": rows,
+        "peak_rss_mb": _vm_hwm_mb()}))
     return 0
+
+
+def _vm_hwm_mb() -> float | None:
+    """This process's peak RSS since exec (VmHWM). wait4's ru_maxrss would also count the
+    parent's RSS at the fork (Linux keeps the larger of the two across exec)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 # ---- the driver --------------------------------------------------------------------------
 
 
 def run_contender(job: dict[str, Any], timeout: float = 600.0) -> dict[str, Any]:
-    """One contender in a subprocess; adds its peak RSS (MB) and process CPU from wait4."""
+    """One contender in a subprocess; adds the CPU time of the whole process from wait4."""
     with tempfile.TemporaryDirectory(prefix="dltc-bench-rest-") as tmp:
         job = dict(job, tmp=tmp, out=os.path.join(tmp, "result.json"))
         jf = Path(tmp) / "job.json"
@@ -196,7 +210,8 @@ def run_contender(job: dict[str, Any], timeout: float = 600.0) -> dict[str, Any]
         if code != 0:
             return {"error": f"exit status {code}: {err.strip()[-600:]}"}
         res = json.loads(Path(job["out"]).read_text())
-        res["peak_rss_mb"] = ru.ru_maxrss / 1024
+        if res.get("peak_rss_mb") is None:
+            res["peak_rss_mb"] = ru.ru_maxrss / 1024
         res["process_cpu_s"] = ru.ru_utime + ru.ru_stime
         return res
 
@@ -239,7 +254,8 @@ def run(scenarios: list[str], contenders: list[str], runs: int = 5, size: str = 
                 res["config"] = cfg
                 for i in range(runs):
                     for c in contenders:
-                        job = {"contender": c, "config": cfg, "base_url": api.base_url + "/"}
+                        job = {"contender": c, "config": cfg, "base_url": api.base_url + "/",
+                               "warmup": size != "smoke"}
                         r = run_contender(job, timeout)
                         log(f"rest_api {sc}: {c} (run {i + 1}/{runs}): "
                             + (r["error"] if "error" in r else
