@@ -10,8 +10,8 @@ PLOTS = ("fetch_latency.png", "goodput_limit.png", "decode_mb_s.png", "rss_archi
          "storm_window.png")
 
 LABELS = {
-    "dltc": "dltc (64 in flight)",
-    "dltc_caller_inflate": "dltc, caller inflates (64)",
+    "dltc": "dltc (64 in flight, inflate in the caller as the sources do)",
+    "dltc_libcurl_inflate": "dltc, libcurl inflates (64)",
     "dltc_concurrency_1": "dltc, 1 in flight",
     "dlt_requests_5_threads": "dlt requests helper, 5 threads",
     "wrk": "wrk (64; parses nothing)",
@@ -91,6 +91,8 @@ def plot_all(out: Path, results: dict[str, Any], raw: dict[str, Any]) -> list[Pa
                 label="the server's limit: parallel limit / 50 ms")
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")
+        ax.set_xticks(limits, [str(x) for x in limits])
+        ax.minorticks_off()
     else:
         _empty(ax, "fetch section did not run")
     ax.set_xlabel("server's parallel limit (requests in flight; more get 429)")
@@ -156,6 +158,9 @@ def plot_all(out: Path, results: dict[str, Any], raw: dict[str, Any]) -> list[Pa
         ax.set_title(f"A 429 storm: the window falls from 64 to the limit "
                      f"(median {s429:.0f} x 429)" if s429 is not None else "A 429 storm")
         ax.set_yscale("log", base=2)
+        ticks = [2 ** i for i in range(0, 9)]
+        ax.set_yticks(ticks, [str(t) for t in ticks])
+        ax.minorticks_off()
     else:
         _empty(ax, "fetch section did not run")
         ax.set_title("A 429 storm")

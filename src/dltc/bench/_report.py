@@ -13,6 +13,8 @@ def num(x: float | None, unit: str = "") -> str:
     if x is None or not isinstance(x, (int, float)) or not math.isfinite(x):
         return "-"
     a = abs(x)
+    if float(x).is_integer() and a < 1e15:
+        return f"{int(x):,}{unit}"
     if a >= 1000:
         s = f"{x:,.0f}"
     elif a >= 100:
@@ -42,7 +44,10 @@ def med(figs: dict[str, Any], key: str) -> float | None:
 
 
 def ratio(a: float | None, b: float | None) -> str:
-    return f"{a / b:.1f}x" if a and b else "-"
+    if not a or not b:
+        return "-"
+    r = a / b
+    return f"{r:.1f}x" if r >= 0.95 else f"{r:.2g}x"
 
 
 def _chess_info(raw: dict[str, Any]) -> dict[str, Any]:
@@ -282,8 +287,9 @@ def _replica(results: dict[str, Any], raw: dict[str, Any]) -> list[str]:
         return []
     p = sec["params"]
     lines = ["## The replica's ceiling (`python -m dltc.bench replica`, wrk)", "",
-             f"wrk on the same machine, {p['duration']} s per run, 2 nginx workers, gzip: what the "
-             "server can give, which no client above can exceed.", "",
+             f"wrk on the same machine, {p['duration']} s per run, 2 nginx workers, gzip, "
+             f"median of {len(sec['runs'])} rounds: what the server can give, which no client "
+             "above can exceed.", "",
              "| URLs | latency | connections | req/s | wire MB/s | p99 (ms) |", "|---|---:|---:|---:|---:|---:|"]
     keys = sorted({".".join(k.split(".")[:-1]) for k in figs if k.startswith("replica.")
                    and k.endswith(".requests_per_s")})

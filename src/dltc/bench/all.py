@@ -45,7 +45,7 @@ SCALES: dict[str, dict[str, Any]] = {
         "runs": 1,
         "chess_data": dict(players=4, months=2),
         "replica": dict(concurrency=[16], latencies=[0], duration=1, families=["page_number"],
-                        api_data=dict(repos_per_org=1, issues_per_repo=100)),
+                        api_data=dict(repos_per_org=1, issues_per_repo=100, comments_per_issue=0)),
         "fetch": dict(latencies=[0, 25], seconds=0.2, concurrency=32,
                       limits=[4, 8], goodput_s=0.3, storm_limit=4, storm_s=0.5),
         "decode": dict(files=2, min_time=0.01),
@@ -58,15 +58,15 @@ SCALES: dict[str, dict[str, Any]] = {
     "quick": {
         "runs": 5,
         "chess_data": dict(players=12, months=3),
-        "replica": dict(concurrency=[64], latencies=[0, 50], duration=1,
-                        families=["page_number", "app"],
-                        api_data=dict(repos_per_org=4, issues_per_repo=500)),
-        "fetch": dict(latencies=[0, 10, 50], seconds=0.5, concurrency=64,
-                      limits=[2, 8, 32], goodput_s=0.6, storm_limit=4, storm_s=1.5),
+        "replica": dict(concurrency=[64], latencies=[0, 50], api_latencies=[0], duration=1,
+                        families=["page_number", "app"], runs=3,
+                        api_data=dict(repos_per_org=2, issues_per_repo=500, comments_per_issue=0)),
+        "fetch": dict(latencies=[0, 10, 50], seconds=0.3, concurrency=64,
+                      limits=[2, 8, 32], goodput_s=0.5, storm_limit=4, storm_s=1.0),
         "decode": dict(files=4, min_time=0.05),
-        "chess": dict(players=6, months=2, scenarios=[2, 3],
+        "chess": dict(players=6, months=2, scenarios=[2],
                       contenders=["dltc", "reference", "rest_api", "dltc_seq", "fetch_only"]),
-        "rss": dict(players=6, months=[1, 3, 6], runs=1),
+        "rss": dict(players=4, months=[1, 2, 4], runs=1),
         "rest_api": dict(size="quick", scenarios=["a", "b"]),
         "chaos": dict(players=10, months=3, runs=1),
     },
@@ -75,7 +75,7 @@ SCALES: dict[str, dict[str, Any]] = {
         "chess_data": dict(players=20, months=3),
         "replica": dict(concurrency=[8, 64, 256], latencies=[0, 50], duration=2,
                         families=["page_number", "cursor", "comments", "app"],
-                        api_data=dict(repos_per_org=10, issues_per_repo=1000)),
+                        api_data=dict(repos_per_org=4, issues_per_repo=500, comments_per_issue=1)),
         "fetch": dict(latencies=[0, 5, 10, 25, 50, 100], seconds=2.0, concurrency=64,
                       limits=[1, 2, 4, 8, 16, 32, 64], goodput_s=1.5, storm_limit=8, storm_s=3.0),
         "decode": dict(files=8, min_time=0.2),
@@ -132,7 +132,8 @@ def versions() -> dict[str, str]:
             out[pkg] = "not installed"
     try:
         p = subprocess.run(["wrk", "--version"], capture_output=True, text=True, timeout=10)
-        out["wrk"] = (p.stdout or p.stderr).splitlines()[0].strip() if (p.stdout or p.stderr) else "?"
+        words = (p.stdout or p.stderr).split()
+        out["wrk"] = words[1] if len(words) > 1 else "?"
     except (OSError, subprocess.SubprocessError):
         out["wrk"] = "not installed"
     try:
@@ -177,15 +178,17 @@ def section_replica(work: Path, sc: dict[str, Any], runs: int) -> dict[str, Any]
     p = sc["replica"]
     data, _, _ = _chess_data(work, **sc["chess_data"])
     api_data = work / "api-capacity"
-    generate(str(api_data), orgs=1, comments_per_issue=2, comment_page_size=1, seed=1,
-             locked_rate=0.0, **p["api_data"])
+    # comment pages are one file each (comment_page_size 1): the app's start-up grows with them
+    generate(str(api_data), orgs=1, comment_page_size=1, seed=1, locked_rate=0.0,
+             **p["api_data"])
+    runs = p.get("runs", runs)      # the ceiling, not a comparison: fewer rounds at quick scale
     rounds: list[dict[str, Any]] = [{"chess": {}, "api": {}} for _ in range(runs)]
     for i in range(runs):
         r = B.run(data, p["concurrency"], p["latencies"], ["gzip"], p["duration"], 2)
         for x in r["results"]:
             rounds[i]["chess"].setdefault(f"{x['latency_ms']:g}ms", {})[f"c{x['concurrency']}"] = x
-        r = B.run_api(api_data, p["families"], p["concurrency"], p["latencies"], ["gzip"],
-                      p["duration"], 2)
+        r = B.run_api(api_data, p["families"], p["concurrency"],
+                      p.get("api_latencies", p["latencies"]), ["gzip"], p["duration"], 2)
         for x in r["results"]:
             rounds[i]["api"].setdefault(x["family"], {}).setdefault(
                 f"{x['latency_ms']:g}ms", {})[f"c{x['concurrency']}"] = x
@@ -231,10 +234,11 @@ def section_fetch(work: Path, sc: dict[str, Any], runs: int) -> dict[str, Any]:
     tmp = work / "fetch-tmp"
     tmp.mkdir(exist_ok=True)
     clients: dict[str, Callable[[list[str], str], Any]] = {
-        "dltc": lambda urls, base: F.run_dltc(urls, p["seconds"], conc),
-        "dltc_caller_inflate": lambda urls, base: F.run_dltc(urls, p["seconds"], conc,
-                                                             decompress="caller"),
-        "dltc_concurrency_1": lambda urls, base: F.run_dltc(urls, p["seconds"], 1),
+        # decompress="caller" is how dltc's runtime (every source) uses the engine
+        "dltc": lambda urls, base: F.run_dltc(urls, p["seconds"], conc, decompress="caller"),
+        "dltc_libcurl_inflate": lambda urls, base: F.run_dltc(urls, p["seconds"], conc),
+        "dltc_concurrency_1": lambda urls, base: F.run_dltc(urls, p["seconds"], 1,
+                                                            decompress="caller"),
         "dlt_requests_5_threads": lambda urls, base: F.run_python(urls, p["seconds"]),
         "wrk": lambda urls, base: F.run_wrk(base, months, p["seconds"], conc, tmp),
     }
@@ -267,7 +271,7 @@ def section_decode(work: Path, sc: dict[str, Any], runs: int) -> dict[str, Any]:
 
     p = sc["decode"]
     data, _, _ = _chess_data(work, **sc["chess_data"])
-    docs, desc = D._replica_months(data, p["files"])
+    docs, _ = D._replica_months(data, p["files"])
     datasets = [D.Dataset("replica_months", docs)]
     sample = D._sample()
     if sample:
@@ -288,6 +292,8 @@ def section_decode(work: Path, sc: dict[str, Any], runs: int) -> dict[str, Any]:
                     "mb_s": r["mb_s"], "rows_s": r["rows_s"], "seconds": r["median_s"],
                     "rows": r["rows"], "input_bytes": r["input_bytes"]}
     _log("decode: done")
+    desc = (f"the {len(docs)} biggest monthly archives of the generated chess replica "
+            f"({sc['chess_data']['players']} players x {sc['chess_data']['months']} months)")
     return {"params": dict(p, replica=desc, sample_files=len(sample)), "runs": rounds,
             "extra": {"missing": missing,
                       "inputs": {ds.name: {t: getattr(fn, "form", "docs") for t, fn in tools.items()}
