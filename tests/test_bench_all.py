@@ -31,9 +31,10 @@ pytestmark = [
 def smoke(tmp_path_factory):
     pytest.importorskip("matplotlib")
     out = tmp_path_factory.mktemp("bench") / "out"
-    # the timeout only keeps a hung run from blocking the suite; speed is not asserted
+    # the timeout only keeps a hung run from blocking the suite; speed is not asserted;
+    # --jobs 2: sections side by side (figures disturbed, fine for a smoke run)
     p = subprocess.run([sys.executable, "-m", "dltc.bench", "all", "--scale", "smoke",
-                        "--out", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=600)
+                        "--jobs", "2", "--out", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert p.returncode == 0, p.stderr[-3000:]
     return out, json.loads((out / "results.json").read_text()), p
 

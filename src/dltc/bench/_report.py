@@ -336,6 +336,9 @@ def page(results: dict[str, Any], raw: dict[str, Any], plots: list[str]) -> str:
              "by hand. Servers are the local replicas on loopback: read ratios measured side by "
              "side, not absolute claims.", ""]
     lines += _machine(results)
+    if results.get("jobs", 1) > 1:
+        lines += ["", f"**{results['jobs']} sections ran at a time: the figures disturbed each "
+                  "other (a smoke run, to check that everything runs; not for reading).**"]
     if results["errors"]:
         lines += ["", "**Sections that failed:** " + "; ".join(
             f"{k}: {v}" for k, v in results["errors"].items())]

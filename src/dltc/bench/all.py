@@ -73,11 +73,11 @@ SCALES: dict[str, dict[str, Any]] = {
     "full": {
         "runs": 5,
         "chess_data": dict(players=20, months=3),
-        "replica": dict(concurrency=[8, 64, 256], latencies=[0, 50], duration=2,
-                        families=["page_number", "cursor", "comments", "app"],
+        "replica": dict(concurrency=[8, 64, 256], latencies=[0, 50], api_latencies=[0],
+                        duration=1, families=["page_number", "cursor", "comments", "app"], runs=3,
                         api_data=dict(repos_per_org=4, issues_per_repo=500, comments_per_issue=1)),
-        "fetch": dict(latencies=[0, 5, 10, 25, 50, 100], seconds=2.0, concurrency=64,
-                      limits=[1, 2, 4, 8, 16, 32, 64], goodput_s=1.5, storm_limit=8, storm_s=3.0),
+        "fetch": dict(latencies=[0, 10, 25, 50, 100], seconds=1.0, concurrency=64,
+                      limits=[1, 2, 4, 8, 16, 32, 64], goodput_s=1.0, storm_limit=8, storm_s=3.0),
         "decode": dict(files=8, min_time=0.2),
         "chess": dict(players=24, months=4, scenarios=[1, 2, 3],
                       contenders=["dltc", "reference", "rest_api", "dltc_seq", "fetch_only"]),
@@ -352,8 +352,9 @@ def section_chaos(work: Path, sc: dict[str, Any], runs: int) -> dict[str, Any]:
 OWN_PROCESS = ("chess", "rest_api")
 
 
-def run_section(name: str, work: Path, sc: dict[str, Any], runs: int) -> dict[str, Any]:
-    if name not in OWN_PROCESS:
+def run_section(name: str, work: Path, sc: dict[str, Any], runs: int,
+                own_process: bool = False) -> dict[str, Any]:
+    if name not in OWN_PROCESS and not own_process:
         return RUNNERS[name](work, sc, runs)
     job, res = work / "section-job.json", work / "section-result.json"
     job.write_text(json.dumps({"name": name, "scale": sc, "runs": runs}))
@@ -439,7 +440,9 @@ def ratios_of(figs: dict[str, dict[str, float]]) -> dict[str, float]:
 
 
 def run_all(out_dir: Path, scale: str, sections: list[str], headline_only: bool = False,
-            work: str | None = None) -> dict[str, Any]:
+            work: str | None = None, jobs: int = 1) -> dict[str, Any]:
+    """Runs the sections one after another (jobs=1), or `jobs` at a time, each in its own
+    process: figures measured so are disturbed by each other (smoke tests only)."""
     sc = json.loads(json.dumps(SCALES[scale]))
     runs = sc["runs"]
     if headline_only:
@@ -452,24 +455,34 @@ def run_all(out_dir: Path, scale: str, sections: list[str], headline_only: bool 
     load_before = os.getloadavg()
     t0 = time.monotonic()
     raw: dict[str, Any] = {"scale": scale, "runs": runs, "headline_only": headline_only,
-                           "sections": {}}
+                           "jobs": jobs, "sections": {}}
     tmp = tempfile.TemporaryDirectory(prefix="dltc-bench-all-") if work is None else None
     root = Path(work or tmp.name)  # type: ignore[union-attr]
     try:
-        for name in sections:
+        def one(name: str) -> dict[str, Any]:
             _log(f"{name} ...")
             s0 = time.monotonic()
             sec_dir = root / name
             sec_dir.mkdir(parents=True, exist_ok=True)
             try:
-                raw["sections"][name] = run_section(name, sec_dir, sc, runs)
+                sec = run_section(name, sec_dir, sc, runs, own_process=jobs > 1)
             except Exception as e:      # one section failing must not lose the others
                 import traceback
 
                 traceback.print_exc()
-                raw["sections"][name] = {"error": f"{type(e).__name__}: {e}"}
-            raw["sections"][name]["seconds"] = time.monotonic() - s0
-            _log(f"{name}: {raw['sections'][name]['seconds']:.0f} s")
+                sec = {"error": f"{type(e).__name__}: {e}"}
+            sec["seconds"] = time.monotonic() - s0
+            _log(f"{name}: {sec['seconds']:.0f} s")
+            return sec
+
+        if jobs > 1:    # sections side by side: only to check that everything runs
+            from concurrent.futures import ThreadPoolExecutor
+
+            with ThreadPoolExecutor(jobs) as ex:
+                done = dict(zip(sections, ex.map(one, sections)))
+        else:
+            done = {name: one(name) for name in sections}
+        raw["sections"] = {name: done[name] for name in sections}
     finally:
         if tmp is not None:
             tmp.cleanup()
@@ -478,6 +491,7 @@ def run_all(out_dir: Path, scale: str, sections: list[str], headline_only: bool 
         "command": "python -m dltc.bench all " + " ".join(sys.argv[2:] if sys.argv[1:2] == ["all"]
                                                           else sys.argv[1:]),
         "scale": scale, "runs": runs, "headline_only": headline_only, "sections": sections,
+        "jobs": jobs,
         "started": started.isoformat(timespec="seconds"),
         "duration_s": time.monotonic() - t0,
         "load_average": {"before": list(load_before), "after": list(os.getloadavg())},
@@ -534,6 +548,8 @@ def main(argv: list[str] | None = None) -> int:
                          "--render)")
     ap.add_argument("--note", help="a sentence for the page (e.g. what else ran on the machine)")
     ap.add_argument("--work", help="keep the generated data sets here (default: a temp dir)")
+    ap.add_argument("--jobs", type=int, default=1,
+                    help="sections at a time (>1 disturbs the figures: for smoke tests)")
     ap.add_argument("--section-job", help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
     if a.section_job:
@@ -547,7 +563,7 @@ def main(argv: list[str] | None = None) -> int:
         results = json.loads((out / "results.json").read_text())
         raw = json.loads((out / "raw.json").read_text())
     else:
-        doc = run_all(out, a.scale, secs, a.headline, a.work)
+        doc = run_all(out, a.scale, secs, a.headline, a.work, max(1, a.jobs))
         results, raw = doc["results"], doc["raw"]
     if a.note:
         results["note"] = a.note
