@@ -449,7 +449,7 @@ def run_all(out_dir: Path, scale: str, sections: list[str], headline_only: bool 
         sections = ["chess", "rest_api"]
         sc["chess"]["scenarios"] = [HEADLINE_CHESS_SCENARIO]
         sc["chess"]["contenders"] = ["dltc", "reference", "rest_api"]
-        sc["rss"]["months"] = sc["rss"]["months"][:1]
+        sc["rss"]["months"] = []
         sc["rest_api"]["scenarios"] = ["a"]
     started = datetime.now(timezone.utc)
     load_before = os.getloadavg()
@@ -536,7 +536,9 @@ def update_readme(readme: Path, headline_md: str, link: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m dltc.bench all", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--out", default="docs/benchmarks", help="output directory")
+    ap.add_argument("--out", default=None,
+                    help="output directory (default docs/benchmarks; with --headline: none, "
+                         "the table is printed)")
     ap.add_argument("--scale", choices=tuple(SCALES), default="quick")
     ap.add_argument("--sections", default=",".join(SECTIONS), help="a subset, comma-separated")
     ap.add_argument("--headline", action="store_true",
@@ -554,7 +556,14 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     if a.section_job:
         return _section_job(a.section_job)
-    out = Path(a.out)
+    keep = None
+    if a.out:
+        out = Path(a.out)
+    elif a.headline and not a.render:    # do not overwrite the full page with a partial run
+        keep = tempfile.TemporaryDirectory(prefix="dltc-bench-headline-")
+        out = Path(keep.name)
+    else:
+        out = Path("docs/benchmarks")
     secs = [s for s in a.sections.split(",") if s]
     bad = [s for s in secs if s not in SECTIONS]
     if bad:
@@ -577,6 +586,8 @@ def main(argv: list[str] | None = None) -> int:
         print((out / "headline.md").read_text())
     for k, v in results["errors"].items():
         print(f"dltc.bench all: section {k} failed: {v}", file=sys.stderr)
+    if keep is not None:
+        keep.cleanup()
     return 1 if results["errors"] else 0
 
 
