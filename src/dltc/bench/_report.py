@@ -79,6 +79,8 @@ def headline(results: dict[str, Any], raw: dict[str, Any]) -> str:
     ra_sec = raw["sections"].get("rest_api", {}).get("result")
     if ra_sec:
         for scn, res in ra_sec["scenarios"].items():
+            if scn not in ("a", "b"):      # the headline: the two main workloads
+                continue
             k = f"rest_api.{scn}"
             d = med(figs, f"{k}.dltc.wall_s")
             p, pp = med(figs, f"{k}.dlt.wall_s"), med(figs, f"{k}.dlt_parallel.wall_s")
@@ -205,6 +207,8 @@ def _rest_api(results: dict[str, Any], raw: dict[str, Any]) -> list[str]:
         notes = [f"latency floor {num(res['latency_floor_s'], ' s')}"]
         for c, v in res.get("extract_over_latency_floor", {}).items():
             notes.append(f"{c} extract / floor {v:.1f}")
+        for c, v in res.get("goodput_of_limit", {}).items():
+            notes.append(f"{c} pages/s of the limit {v:.2f}")
         if "same_rows" in res:
             notes.append("the same tables and row counts" if res["same_rows"] else
                          "**row counts differ between contenders**")

@@ -82,7 +82,7 @@ SCALES: dict[str, dict[str, Any]] = {
         "chess": dict(players=24, months=4, scenarios=[1, 2, 3],
                       contenders=["dltc", "reference", "rest_api", "dltc_seq", "fetch_only"]),
         "rss": dict(players=24, months=[1, 2, 4, 8, 16], runs=3),
-        "rest_api": dict(size="full", scenarios=["a", "b"]),
+        "rest_api": dict(size="full", scenarios=["a", "b", "c", "d", "e"]),
         "chaos": dict(players=60, months=4, runs=3),
     },
 }

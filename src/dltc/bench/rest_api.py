@@ -8,11 +8,17 @@ The same RESTAPIConfig dict goes through three contenders, each run in its own s
   dlt_parallel  the same with parallelized=True
 Runs are taken round-robin (every contender sees the same noise); figures are medians.
 
-Scenarios:
+Scenarios (default a,b):
   a  paginated issues with a total (page_number, total_pages) plus a fan-out orgs -> repos
      -> each repo's issues (header_link chains), at 50 ms of server latency;
   b  a larger nested data set: /issues/nested (data.issues, meta.pagination.total_pages),
-     longer texts, nested objects and lists (child tables), no latency (CPU-bound).
+     longer texts, nested objects and lists (child tables), no latency (CPU-bound);
+  c  one cursor chain of large pages, 0 ms (CPU-bound);
+  d  one cursor chain at 50 ms, where nothing can overlap;
+  e  page_number with a total at 50 ms against a server allowing 8 in parallel (429s
+     beyond): pages/s as a share of the limit.
+Each scenario also reports the extract time over the latency floor (the longest chain of
+requests that wait for each other, times the latency; for e the limit's pace).
 If dltc.rest_api cannot be imported, its contender is skipped with a message. Not a timed
 test: numbers for the README.
 """
@@ -45,15 +51,33 @@ SCENARIOS: dict[str, dict[str, Any]] = {
           "latency_ms": 0,
           "data": dict(orgs=2, repos_per_org=5, issues_per_repo=1000, page_size=100,
                        body_scale=2.0)},
+    # the issue-11 cases that (a) and (b) do not cover
+    "c": {"title": "one cursor chain of large pages (4x texts), 0 ms (CPU-bound)",
+          "latency_ms": 0,
+          "data": dict(orgs=1, repos_per_org=4, issues_per_repo=1000, page_size=50,
+                       body_scale=4.0)},
+    "d": {"title": "one cursor chain, 50 ms (nothing can overlap)",
+          "latency_ms": 50,
+          "data": dict(orgs=1, repos_per_org=1, issues_per_repo=3000, page_size=50)},
+    "e": {"title": "page_number with a total, 50 ms, the server allows 8 in parallel",
+          "latency_ms": 50, "max_parallel": 8,
+          "data": dict(orgs=1, repos_per_org=2, issues_per_repo=1000, page_size=10)},
 }
 SIZES: dict[str, dict[str, dict[str, Any]]] = {
     "full": {},
     "quick": {"a": dict(orgs=1, repos_per_org=8, issues_per_repo=100, page_size=50),
               "b": dict(orgs=1, repos_per_org=4, issues_per_repo=500, page_size=100,
-                        body_scale=2.0)},
+                        body_scale=2.0),
+              "c": dict(orgs=1, repos_per_org=1, issues_per_repo=1000, page_size=50,
+                        body_scale=4.0),
+              "d": dict(orgs=1, repos_per_org=1, issues_per_repo=500, page_size=50),
+              "e": dict(orgs=1, repos_per_org=1, issues_per_repo=500, page_size=10)},
     "smoke": {"a": dict(orgs=1, repos_per_org=2, issues_per_repo=20, page_size=10),
               "b": dict(orgs=1, repos_per_org=1, issues_per_repo=40, page_size=20,
-                        body_scale=1.0)},
+                        body_scale=1.0),
+              "c": dict(orgs=1, repos_per_org=1, issues_per_repo=40, page_size=10),
+              "d": dict(orgs=1, repos_per_org=1, issues_per_repo=40, page_size=10),
+              "e": dict(orgs=1, repos_per_org=1, issues_per_repo=40, page_size=5)},
 }
 
 
@@ -75,6 +99,19 @@ def config(scenario: str, base_url: str, meta: dict[str, Any], child_per_page: i
                 "params": {"per_page": min(child_per_page, meta["issues_per_repo"] or 1)},
                 "paginator": {"type": "header_link"}}},
         ]
+    elif scenario in ("c", "d"):
+        resources = [
+            {"name": "cursor_issues", "endpoint": {
+                "path": "issues/cursor", "data_selector": "items",
+                "paginator": {"type": "cursor", "cursor_path": "next_cursor",
+                              "cursor_param": "cursor"}}},
+        ]
+    elif scenario == "e":
+        resources = [
+            {"name": "issues", "endpoint": {
+                "path": "issues/page_number", "data_selector": "items",
+                "paginator": dict(page_number, total_path="total_pages")}},
+        ]
     elif scenario == "b":
         resources = [
             {"name": "nested_issues", "endpoint": {
@@ -94,7 +131,7 @@ def warmup_config(base_url: str) -> dict:
 
 
 def latency_floor_s(scenario: str, meta: dict[str, Any], latency_ms: float,
-                    child_per_page: int = 50) -> float:
+                    child_per_page: int = 50, max_parallel: int | None = None) -> float:
     """The least extract time the latency allows with unlimited parallelism: the longest
     chain of requests that each wait for the one before, times the latency."""
     lat = latency_ms / 1000.0
@@ -102,9 +139,19 @@ def latency_floor_s(scenario: str, meta: dict[str, Any], latency_ms: float,
         per_repo = max(1, -(-meta["issues_per_repo"] // max(1, min(child_per_page,
                                                                    meta["issues_per_repo"] or 1))))
         chain = max(2, 2 + per_repo)   # page 1 then the rest; orgs -> repos -> page chain
+    elif scenario in ("c", "d"):
+        chain = pages(meta)            # each page waits for the cursor of the one before
+    elif scenario == "e" and max_parallel:
+        return max(2 * lat, lat + (pages(meta) - 1) * lat / max_parallel)
     else:
         chain = 2
     return chain * lat
+
+
+def pages(meta: dict[str, Any]) -> int:
+    """Pages of the issue list at the data set's page size."""
+    n = meta["orgs"] * meta["repos_per_org"] * meta["issues_per_repo"]
+    return max(1, -(-n // meta["page_size"]))
 
 
 def dltc_rest_api_error() -> str | None:
@@ -246,10 +293,14 @@ def run(scenarios: list[str], contenders: list[str], runs: int = 5, size: str = 
                                    "data": data_args,
                                    "issues": meta["orgs"] * meta["repos_per_org"]
                                    * meta["issues_per_repo"],
-                                   "latency_floor_s": latency_floor_s(sc, meta, spec["latency_ms"],
-                                                                      child_pp)}
+                                   "max_parallel": spec.get("max_parallel"),
+                                   "pages": pages(meta),
+                                   "latency_floor_s": latency_floor_s(
+                                       sc, meta, spec["latency_ms"], child_pp,
+                                       spec.get("max_parallel"))}
             per: dict[str, list[dict[str, Any]]] = {c: [] for c in contenders}
-            with serve(data, latency_ms=spec["latency_ms"]) as api:
+            with serve(data, latency_ms=spec["latency_ms"],
+                       max_parallel=spec.get("max_parallel")) as api:
                 cfg = config(sc, api.base_url + "/", meta, child_pp)
                 res["config"] = cfg
                 for i in range(runs):
@@ -290,6 +341,9 @@ def _derive(res: dict[str, Any], contenders: list[str]) -> None:
     for c, m in med.items():
         if floor and m.get("extract_s"):
             res.setdefault("extract_over_latency_floor", {})[c] = m["extract_s"] / floor
+        if res.get("max_parallel") and m.get("extract_s"):   # pages/s against the limit
+            limit = res["max_parallel"] / (res["latency_ms"] / 1000.0)
+            res.setdefault("goodput_of_limit", {})[c] = res["pages"] / m["extract_s"] / limit
     rows = {c: res[c]["runs"][0].get("rows") for c in med}
     if len(rows) > 1:
         first = next(iter(rows.values()))
@@ -315,6 +369,10 @@ def table(out: dict[str, Any]) -> str:
                          f"{sum(res[c]['runs'][0]['rows'].values()):,} |")
         extras = [f"{k} = {res[k]:.2f}" for k in ("speedup_vs_dlt", "speedup_vs_dlt_parallel",
                                                    "cpu_ratio_vs_dlt") if k in res]
+        extras += [f"{c} extract / latency floor = {v:.2f}"
+                   for c, v in res.get("extract_over_latency_floor", {}).items()]
+        extras += [f"{c} goodput of the limit = {v:.2f}"
+                   for c, v in res.get("goodput_of_limit", {}).items()]
         if "same_rows" in res:
             extras.append(f"same rows: {'yes' if res['same_rows'] else 'NO'}")
         if extras:
@@ -329,7 +387,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="smaller data sets")
     ap.add_argument("--size", choices=tuple(SIZES), default=None, help=argparse.SUPPRESS)
     ap.add_argument("--runs", type=int, default=5, help="runs per contender (median)")
-    ap.add_argument("--scenarios", default=",".join(SCENARIOS))
+    ap.add_argument("--scenarios", default="a,b", help=f"of {','.join(SCENARIOS)}")
     ap.add_argument("--contenders", default=",".join(CONTENDERS))
     ap.add_argument("--timeout", type=float, default=600.0, help="per contender run, seconds")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
