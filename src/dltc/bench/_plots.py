@@ -149,10 +149,10 @@ def plot_all(out: Path, results: dict[str, Any], raw: dict[str, Any]) -> list[Pa
         storm = secs["fetch"]["runs"][0]["storm"]
         for i, tr in enumerate(traces):
             if tr:
-                ax.step([t for t, _ in tr], [w for _, w in tr], where="post",
+                ax.step([t for t, _ in tr], [w for _, w in tr], where="post", lw=2, zorder=3,
                         alpha=1.0 if i == 0 else 0.35, color="C0",
                         label="dltc window (each run)" if i == 0 else None)
-        ax.axhline(storm["limit"], color="k", ls="--",
+        ax.axhline(storm["limit"], color="C3", ls="--", zorder=2,
                    label=f"server's parallel limit ({storm['limit']}); excess gets 429")
         s429 = figs.get("fetch.storm.status_429", {}).get("median")
         ax.set_title(f"A 429 storm: the window falls from 64 to the limit "
