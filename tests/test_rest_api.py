@@ -589,3 +589,19 @@ def test_what_can_be_fetched_at_once_is(api_replica, api_replica_data, tmp_path)
                      {"name": "orgs", "endpoint": {"path": "orgs", "data_selector": "$",
                                                    "paginator": "single_page"}}])
     assert q[0] == len(recs["orgs"])  # the children of every org are in flight at once
+
+
+def test_add_limit_stops_the_requests(api_replica, api_replica_data, tmp_path):
+    """A generator closed early (dlt's add_limit) stops its chains: no page is fetched
+    for rows nobody takes (add_limit counts Arrow tables here, dlt counts pages)."""
+    from dltc.rest_api import rest_api_source
+
+    stats: Dict[str, Any] = {}
+    pages = -(-len(load_records(api_replica_data)["issues"]) // 4)
+    cfg = {"client": {"base_url": api_replica.base_url}, "resources": [
+        {"name": "j", "endpoint": {"path": "issues/json_link", "data_selector": "items", "params": {"per_page": 4},
+                                   "paginator": {"type": "json_link", "next_url_path": "next"}}}],
+        "dltc": {"stats": stats, "batch_rows": 4}}
+    pipeline(tmp_path, "limit").extract(rest_api_source(cfg).add_limit(1))
+    # one page per batch; the worker may be a few pages ahead of dlt's generator
+    assert stats["requests"] < pages // 2

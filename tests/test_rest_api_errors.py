@@ -9,7 +9,6 @@ from __future__ import annotations
 import copy
 from typing import Any, Dict, List
 
-import dlt
 import pytest
 
 from dltc.replica.api import generate, load_records, serve
