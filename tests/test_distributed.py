@@ -269,6 +269,43 @@ def test_global_limit_keeps_the_replica_under_its_max_parallel(cluster, limit_da
         assert n == d == len(replica.load_games(str(limit_data)))
 
 
+def _failing_factory(urls, flag, bad):
+    def factory(items):
+        from dltc import chess
+        from dltc.distributed import shard_of
+
+        if shard_of(items[0].lower(), 4) == bad and not os.path.exists(flag):
+            raise ValueError("shard 0 cannot load today")
+        return chess.source(items, **urls)
+
+    return factory
+
+
+@needs_ray
+def test_failed_shard_is_reported_and_a_rerun_of_the_run_loads_only_it(cluster, api, data, tmp_path):
+    from dltc.distributed import ShardedRunError
+
+    players = _players(data)
+    parts = sorted(partition(players, 4, str.lower))
+    bad = parts[0]
+    flag = tmp_path / "fixed"
+    kw = dict(shards=4, workers=4, retries=0, limits={"127.0.0.1": {"max_parallel": 8}})
+    with pytest.raises(ShardedRunError, match=f"shard {bad}: .*cannot load today") as e:
+        _sharded(tmp_path, "fail", _failing_factory(_urls(api), str(flag), bad), players, **kw)
+    first = e.value.result
+    assert set(first["failed"]) == {bad} and set(first["results"]) == set(parts[1:])
+    assert {r["shard"] for r in first["ledger"]} == set(parts[1:])  # the others were committed
+    flag.touch()
+    again = _sharded(tmp_path, "fail", _failing_factory(_urls(api), str(flag), bad), players,
+                     run_id=first["run_id"], **kw)
+    assert [s for s, r in again["results"].items() if not r["skipped"]] == [bad]
+    assert sorted(r["shard"] for r in again["ledger"]) == parts
+    con = duckdb.connect(str(tmp_path / "fail.duckdb"), read_only=True)
+    n, d = con.execute("select count(*), count(distinct uuid) from chess_data.players_games").fetchall()[0]
+    con.close()
+    assert n == d == len(replica.load_games(str(data)))
+
+
 # ---- a rest_api parent -> child config over parent ids ---------------------------------------
 
 

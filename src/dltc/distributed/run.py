@@ -67,6 +67,7 @@ def run_sharded(
     run_kwargs: Optional[Dict[str, Any]] = None,
     ray_init: Optional[Dict[str, Any]] = None,
     progress: Optional[Callable[[Dict[str, Any]], Any]] = None,
+    commit_every: Optional[int] = None,
 ) -> Dict[str, Any]:
     """Loads `source_factory(shard_items)` for every shard of `items` on a Ray cluster and
     merges the shards into `destination`/`dataset_name`, each row exactly once.
@@ -90,6 +91,8 @@ def run_sharded(
             node (a bucket URL on a multi-node cluster). Default `./{pipeline_name}_shards`.
         keys: {table: key column(s)} to merge on, besides the primary keys the source's
             resources declare; other tables merge on `_dlt_id`.
+        commit_every: finished shards per fan-in while others still run (default a
+            quarter of the shards); the rest once every shard finished.
         run_id: names the run in the ledger; a repeated run_id skips the shards it already
             loaded and commits what is missing.
 
@@ -142,6 +145,8 @@ def run_sharded(
         factory_ref = ray.put(source_factory)
 
         queue = list(parts.items())
+        if commit_every is None:
+            commit_every = max(1, -(-len(parts) // 4))
         inflight: Dict[Any, int] = {}
         results: Dict[int, Dict[str, Any]] = {}
         failed: Dict[int, str] = {}
@@ -158,7 +163,9 @@ def run_sharded(
                         "bucket_url": bucket_url, "work_dir": work_dir, "run_kwargs": run_kwargs,
                         "lease_period": lease_period}
                 inflight[task.remote(spec, factory_ref, limiter)] = s
-            if commit_ref is None and to_commit:
+            # a fan-in costs about a second of dlt's own work whatever its size: batches of
+            # at least `commit_every` shards (the rest at the end) while shards still run
+            if commit_ref is None and to_commit and (len(to_commit) >= commit_every or not (queue or inflight)):
                 batch, to_commit = to_commit, []
                 commit_ref = committer.commit.remote(run_id, batch)
             waiting = list(inflight) + ([commit_ref] if commit_ref is not None else [])
