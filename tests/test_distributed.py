@@ -20,11 +20,16 @@ import threading
 import time
 from pathlib import Path
 
-import dlt
-import duckdb
 import pytest
 
-import dltc.replica as replica
+if os.environ.get("DLTC_EXPECT_ASAN"):  # before Ray is imported into the ASan process
+    pytest.skip("dltc.distributed has no C code path of its own (covered by the release build)",
+                allow_module_level=True)
+
+import dlt  # noqa: E402
+import duckdb  # noqa: E402
+
+import dltc.replica as replica  # noqa: E402
 from dltc.distributed import LeaseTable, partition, run_sharded, shard_of
 from dltc.distributed.commit import Committer, committed_loads
 from dltc.distributed.shard import bucket_fs
@@ -37,9 +42,6 @@ except ImportError:  # the [ray] extra is not installed: only the tests without 
 
 needs_ray = pytest.mark.skipif(ray is None, reason="ray cannot be imported (pip install 'dltc[ray]')")
 
-if os.environ.get("DLTC_EXPECT_ASAN"):
-    pytest.skip("dltc.distributed has no C code path of its own (covered by the release build)",
-                allow_module_level=True)
 
 PLAYERS, MONTHS, SEED = 24, 2, 3  # seed 3 gives a streamer: the child table exists
 KEYS = {"players_games": "uuid", "players_profiles": "player_id"}
