@@ -138,81 +138,83 @@ def run_sharded(
                 num_cpus=0, max_restarts=-1, max_task_retries=-1, **opts, **_driver_node(soft=True),
             ).remote(limits_n, lease_ttl)
             ray.get(limiter.configure.remote(limits_n, lease_ttl))
-        task = ray.remote(run_shard).options(num_cpus=num_cpus, max_retries=retries, retry_exceptions=True)
-        if workers is None:
-            cpus = ray.cluster_resources().get("CPU", 1)
-            workers = max(1, int(cpus // num_cpus) if num_cpus else len(parts))
-        factory_ref = ray.put(source_factory)
+        try:
+            task = ray.remote(run_shard).options(num_cpus=num_cpus, max_retries=retries, retry_exceptions=True)
+            if workers is None:
+                cpus = ray.cluster_resources().get("CPU", 1)
+                workers = max(1, int(cpus // num_cpus) if num_cpus else len(parts))
+            factory_ref = ray.put(source_factory)
 
-        queue = list(parts.items())
-        if commit_every is None:
-            commit_every = max(1, -(-len(parts) // 4))
-        inflight: Dict[Any, int] = {}
-        results: Dict[int, Dict[str, Any]] = {}
-        failed: Dict[int, str] = {}
-        to_commit: List[Dict[str, Any]] = []
-        commits: List[Dict[str, Any]] = []
-        commit_ref = None
-        last_shard_at = last_commit_at = time.monotonic()
-        while queue or inflight or to_commit or commit_ref is not None:
-            while queue and len(inflight) < workers:
-                s, shard_items = queue.pop(0)
-                ds = shard_name(dataset_name, s, shards)
-                spec = {"shard": s, "shards": shards, "items": shard_items, "run_id": run_id,
-                        "pipeline_name": shard_name(pipeline_name, s, shards), "dataset": ds,
-                        "bucket_url": bucket_url, "work_dir": work_dir, "run_kwargs": run_kwargs,
-                        "lease_period": lease_period}
-                inflight[task.remote(spec, factory_ref, limiter)] = s
-            # a fan-in costs about a second of dlt's own work whatever its size: batches of
-            # at least `commit_every` shards (the rest at the end) while shards still run
-            if commit_ref is None and to_commit and (len(to_commit) >= commit_every or not (queue or inflight)):
-                batch, to_commit = to_commit, []
-                commit_ref = committer.commit.remote(run_id, batch)
-            waiting = list(inflight) + ([commit_ref] if commit_ref is not None else [])
-            ready, _ = ray.wait(waiting, num_returns=1, timeout=1.0)
-            for ref in ready:
-                if commit_ref is not None and ref == commit_ref:
-                    commits.append(ray.get(ref))
-                    last_commit_at = time.monotonic()
-                    commit_ref = None
-                    continue
-                s = inflight.pop(ref)
-                try:
-                    res = ray.get(ref)
-                except Exception as e:  # retries exhausted
-                    failed[s] = str(e).strip().splitlines()[-1] if str(e).strip() else repr(e)
-                    log.error("shard %d failed: %s", s, failed[s])
-                    continue
-                results[s] = res
-                last_shard_at = time.monotonic()
-                to_commit.append({"shard": s, "dataset": res["dataset"], "keys": res.get("keys") or {}})
-                if progress is not None:
-                    progress({"shards_done": len(results), "shards_failed": len(failed), "shards": len(parts)})
-        ledger = ray.get(committer.ledger_rows.remote())
-        snapshot = ray.get(limiter.snapshot.remote()) if limiter is not None else None
-        out = {
-            "run_id": run_id,
-            "shards": shards,
-            "shard_count": len(parts),
-            "results": results,
-            "failed": failed,
-            "commits": commits,
-            "fan_in_s": max(0.0, last_commit_at - last_shard_at),  # the wait for the last commit
-            "commit_s": sum(c["seconds"] for c in commits),
-            "wall_s": time.monotonic() - t0,
-            "ledger": ledger,
-            "limiter": snapshot,
-            "bucket_url": bucket_url,
-            "workers": workers,
-        }
-        ray.kill(committer)
-        if limiter is not None and not limiter_name:
-            ray.kill(limiter)
-        if failed:
-            raise ShardedRunError(
-                f"{len(failed)} of {len(parts)} shards failed (run {run_id}; run again with run_id={run_id!r} "
-                f"to redo them): " + "; ".join(f"shard {s}: {m}" for s, m in sorted(failed.items())), out)
-        return out
+            queue = list(parts.items())
+            if commit_every is None:
+                commit_every = max(1, -(-len(parts) // 4))
+            inflight: Dict[Any, int] = {}
+            results: Dict[int, Dict[str, Any]] = {}
+            failed: Dict[int, str] = {}
+            to_commit: List[Dict[str, Any]] = []
+            commits: List[Dict[str, Any]] = []
+            commit_ref = None
+            last_shard_at = last_commit_at = time.monotonic()
+            while queue or inflight or to_commit or commit_ref is not None:
+                while queue and len(inflight) < workers:
+                    s, shard_items = queue.pop(0)
+                    ds = shard_name(dataset_name, s, shards)
+                    spec = {"shard": s, "shards": shards, "items": shard_items, "run_id": run_id,
+                            "pipeline_name": shard_name(pipeline_name, s, shards), "dataset": ds,
+                            "bucket_url": bucket_url, "work_dir": work_dir, "run_kwargs": run_kwargs,
+                            "lease_period": lease_period}
+                    inflight[task.remote(spec, factory_ref, limiter)] = s
+                # a fan-in costs about a second of dlt's own work whatever its size: batches of
+                # at least `commit_every` shards (the rest at the end) while shards still run
+                if commit_ref is None and to_commit and (len(to_commit) >= commit_every or not (queue or inflight)):
+                    batch, to_commit = to_commit, []
+                    commit_ref = committer.commit.remote(run_id, batch)
+                waiting = list(inflight) + ([commit_ref] if commit_ref is not None else [])
+                ready, _ = ray.wait(waiting, num_returns=1, timeout=1.0)
+                for ref in ready:
+                    if commit_ref is not None and ref == commit_ref:
+                        commits.append(ray.get(ref))
+                        last_commit_at = time.monotonic()
+                        commit_ref = None
+                        continue
+                    s = inflight.pop(ref)
+                    try:
+                        res = ray.get(ref)
+                    except Exception as e:  # retries exhausted
+                        failed[s] = str(e).strip().splitlines()[-1] if str(e).strip() else repr(e)
+                        log.error("shard %d failed: %s", s, failed[s])
+                        continue
+                    results[s] = res
+                    last_shard_at = time.monotonic()
+                    to_commit.append({"shard": s, "dataset": res["dataset"], "keys": res.get("keys") or {}})
+                    if progress is not None:
+                        progress({"shards_done": len(results), "shards_failed": len(failed), "shards": len(parts)})
+            ledger = ray.get(committer.ledger_rows.remote())
+            snapshot = ray.get(limiter.snapshot.remote()) if limiter is not None else None
+            out = {
+                "run_id": run_id,
+                "shards": shards,
+                "shard_count": len(parts),
+                "results": results,
+                "failed": failed,
+                "commits": commits,
+                "fan_in_s": max(0.0, last_commit_at - last_shard_at),  # the wait for the last commit
+                "commit_s": sum(c["seconds"] for c in commits),
+                "wall_s": time.monotonic() - t0,
+                "ledger": ledger,
+                "limiter": snapshot,
+                "bucket_url": bucket_url,
+                "workers": workers,
+            }
+            if failed:
+                raise ShardedRunError(
+                    f"{len(failed)} of {len(parts)} shards failed (run {run_id}; run again with run_id={run_id!r} "
+                    f"to redo them): " + "; ".join(f"shard {s}: {m}" for s, m in sorted(failed.items())), out)
+            return out
+        finally:
+            ray.kill(committer)
+            if limiter is not None and not limiter_name:
+                ray.kill(limiter)
     finally:
         if started_ray:
             ray.shutdown()
