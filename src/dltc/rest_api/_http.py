@@ -103,7 +103,9 @@ def submit_kwargs(request: requests.Request, auth_spec: Any, custom_auth: Any) -
                                json=request.json, data=request.data, auth=custom_auth)
         p = req.prepare()
         body = p.body.encode() if isinstance(p.body, str) else p.body
-        kw: Dict[str, Any] = {"method": p.method, "headers": dict(p.headers), "auth": False}
+        # the engine frames the body itself: no Content-Length of requests' making
+        headers = {k: v for k, v in p.headers.items() if k.lower() != "content-length"}
+        kw: Dict[str, Any] = {"method": p.method, "headers": headers, "auth": False}
         if body is not None and p.method not in ("GET", "HEAD"):
             kw["body"] = bytes(body)
         return p.url, kw  # type: ignore[return-value]
