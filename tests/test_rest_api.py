@@ -642,3 +642,23 @@ def test_a_dlt_resource_as_parent_and_form_bodies(api_replica, api_replica_data,
         for t in ("org_repos", "orgs"):
             q = f"select count(*), sum(id) from {t}"
             assert a.execute_sql(q) == b.execute_sql(q) and b.execute_sql(q)[0][0] > 0
+
+
+@NOT_UNDER_ASAN
+def test_children_of_a_parent_with_processing_steps(api_replica, tmp_path):
+    """dlt's child sees its parent's items after the parent's processing steps: so do ours."""
+    def cfg() -> Dict[str, Any]:
+        return {"client": {"base_url": api_replica.base_url}, "resources": [
+            {"name": "issues", "selected": False, "processing_steps": [{"filter": _open_only}],
+             "endpoint": {"path": "issues/page_number", "data_selector": "items", "paginator": PAGE,
+                          "params": {"per_page": 50}}},
+            {"name": "comments", "include_from_parent": ["state"], "endpoint": {
+                "path": "repos/{resources.issues.repository}/issues/{resources.issues.number}/comments",
+                "data_selector": "comments", "paginator": {"type": "json_link", "next_url_path": "next"},
+                "response_actions": [{"status_code": 404, "action": "ignore"}]}},
+        ]}
+
+    pa, pb = both(cfg, tmp_path, dict_path={"issues"})
+    assert_same(pa, pb, ["comments"])
+    with pb.sql_client() as c:
+        assert c.execute_sql("select distinct _issues_state from comments") == [("open",)]
