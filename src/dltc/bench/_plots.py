@@ -56,7 +56,7 @@ def plot_all(out: Path, results: dict[str, Any], raw: dict[str, Any]) -> list[Pa
     figs = results["figures"]
     runs = results["runs"]
     sub = (f"dltc.bench all --scale {results['scale']}, {results['started']}, "
-           f"{results['git']['commit'][:10]}; median of {runs}, bars min-max")
+           f"{results['git']['commit'][:10]}; points: medians of up to {runs} runs, bars: min-max")
     paths = []
     secs = raw["sections"]
 
@@ -139,7 +139,14 @@ def plot_all(out: Path, results: dict[str, Any], raw: dict[str, Any]) -> list[Pa
         _empty(ax, "chess section did not run")
     ax.set_xlabel("monthly archives loaded (players x months)")
     ax.set_ylabel("MB")
-    ax.set_title("Memory stays bounded as the input grows")
+    title = "Peak RSS against the input"
+    if len(arch) > 1:      # the message, from the figures: how much each grew
+        j0, j1 = (_fig(figs, f"chess.rss.archives{a}.json_mb") for a in (arch[0], arch[-1]))
+        r0, r1 = (_fig(figs, f"chess.rss.archives{a}.peak_rss_mb") for a in (arch[0], arch[-1]))
+        if j0 and j1 and r0 and r1:
+            title = (f"{j1[0] / j0[0]:.1f}x the JSON, {r1[0] / r0[0]:.2f}x the peak RSS "
+                     f"({arch[0]} -> {arch[-1]} archives)")
+    ax.set_title(title)
     paths.append(_finish(plt, fig, ax, out / PLOTS[3], sub))
 
     # 5. the concurrency window over time in a 429 storm
@@ -155,8 +162,10 @@ def plot_all(out: Path, results: dict[str, Any], raw: dict[str, Any]) -> list[Pa
         ax.axhline(storm["limit"], color="C3", ls="--", zorder=2,
                    label=f"server's parallel limit ({storm['limit']}); excess gets 429")
         s429 = figs.get("fetch.storm.status_429", {}).get("median")
-        ax.set_title(f"A 429 storm: the window falls from 64 to the limit "
-                     f"(median {s429:.0f} x 429)" if s429 is not None else "A 429 storm")
+        final = figs.get("fetch.storm.final_window", {}).get("median")
+        ax.set_title(f"A 429 storm: the window goes from 64 to {final:g} "
+                     f"(limit {storm['limit']}; median {s429:.0f} x 429)"
+                     if s429 is not None and final is not None else "A 429 storm")
         ax.set_yscale("log", base=2)
         ticks = [2 ** i for i in range(0, 9)]
         ax.set_yticks(ticks, [str(t) for t in ticks])
