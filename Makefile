@@ -36,7 +36,7 @@ $(VENV)/.stamp-deps: .stamp-apt pyproject.toml
 	[ -x $(VPY) ] || $(PYTHON) -m venv $(VENV)
 	$(VPY) -m pip install -q --upgrade pip
 	$(VPY) -m pip install -q meson-python meson ninja
-	$(VPY) -m pip install -q --no-build-isolation -Cbuild-dir=$(BUILD) '.[test]'
+	$(VPY) -m pip install -q --no-build-isolation -Cbuild-dir=$(BUILD) '.[test,ray]'
 	@touch $@
 
 setup: $(VENV)/.stamp-deps

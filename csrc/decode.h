@@ -41,7 +41,7 @@ struct dltc_table_name {
   const char *name; /* dlt table name, e.g. "players_profiles__streaming_platforms" */
 };
 
-/* Where the records of a document are (see docs/CONTRACTS.md 4.x). */
+/* Where the records of a document are (see docs/CONTRACTS.md 4.6). */
 enum dltc_records {
   DLTC_RECORDS_DOCUMENT = 0, /* selector's value, or the document (read_json's rules) */
   DLTC_RECORDS_PATH = 1,     /* records_path, with dlt's extract_response rules */

@@ -560,7 +560,7 @@ static int spec_text(PyObject *spec, const char *key, char **out) {
   return 0;
 }
 
-/* Register a spec dict (see CONTRACTS.md 3.x) and store its handle. The spec's
+/* Register a spec dict (see docs/CONTRACTS.md 3.9) and store its handle. The spec's
  * secrets go into C copies only; error messages name keys, never values. */
 static int auth_register(struct client_object *c, PyObject *spec, int *handle) {
   static const char *keys[] = {"token",     "name",          "api_key",
@@ -1258,7 +1258,7 @@ static PyMethodDef client_methods[] = {
      "submit(url, *, method='GET', params=None, headers=None, body=None, json=None, data=None,\n"
      "       auth=None, tag=None, etag=None, empty_on=()) -> int\n\nQueue a request; "
      "thread-safe, never blocks on the network. Exactly one Response per call, refused URLs "
-     "included. See CONTRACTS.md 3.x."},
+     "included. See docs/CONTRACTS.md 3.9."},
     {"add_auth", client_add_auth, METH_O,
      "add_auth(spec) -> int\n\nRegister an auth spec dict once; pass the handle as "
      "submit(auth=h)."},

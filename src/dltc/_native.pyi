@@ -50,7 +50,7 @@ class Response:
     def headers(self) -> list[tuple[str, str]]: ...  # final response, in order, names as sent
     def header(self, name: str, default: str | None = None) -> str | None: ...  # first, case-insensitive
 
-# Auth specs (CONTRACTS.md 3.x), dicts with "type":
+# Auth specs (docs/CONTRACTS.md 3.9), dicts with "type":
 #   {"type": "bearer", "token": str}
 #   {"type": "api_key", "name": str = "Authorization", "location": "header" | "query", "api_key": str}
 #   {"type": "http_basic", "username": str, "password": str}
@@ -154,7 +154,7 @@ def inflate(
 # child tables of lists of scalars have a "value" column; system columns are
 # "_dlt_id", "_dlt_parent_id", "_dlt_list_idx", "_dlt_load_id".
 #
-# Records paths, skeleton, row captures (CONTRACTS.md 4.6), decoded in the same pass:
+# Records paths, skeleton, row captures (docs/CONTRACTS.md 4.6), decoded in the same pass:
 # "records_path": [step, ...] | "auto" (excludes "selector"): steps are keys or "*" (every
 # element of an array / member value of an object); the records are what dlt's
 # RESTClient.extract_response returns for that path (a single match unwrapped: an array's

@@ -1,4 +1,5 @@
-"""The `dltc` command: `dltc chess ...` runs the chess source into a dlt destination with
+"""The `dltc` command: `dltc chess ...` runs the chess source (and `dltc rest-api --config
+FILE` a dlt rest_api config) into a dlt destination with
 a live progress bar on stderr and a summary table at the end. The progress bar and the
 summary are also used by `python -m dltc.demo`.
 """
@@ -31,8 +32,9 @@ class ProgressBar:
     """One line on a terminal, redrawn at most 10 times a second; on a non-terminal one
     plain line every few seconds. Call it with the source's progress dict."""
 
-    def __init__(self, stream: TextIO = sys.stderr, width: int = 24):
+    def __init__(self, stream: TextIO = sys.stderr, width: int = 24, unit: str = "games"):
         self.stream = stream
+        self.unit = unit
         self.width = width
         self.tty = stream.isatty()
         self.last = 0.0
@@ -55,7 +57,7 @@ class ProgressBar:
         el = max(i.get("elapsed", 0.0), 1e-9)
         return (
             f"[{'#' * fill}{'-' * (self.width - fill)}] {done}/{total} req, {queued} queued, "
-            f"{i.get('bytes', 0) / 1e6:.1f} MB, {i.get('games', 0) / el:,.0f} games/s, "
+            f"{i.get('bytes', 0) / 1e6:.1f} MB, {i.get(self.unit, 0) / el:,.0f} {self.unit}/s, "
             f"retries {i.get('retries', 0)}, 429s {i.get('status_429', 0)}"
         )
 
@@ -160,7 +162,68 @@ def _chess_parser(sub: Any) -> None:
     p.add_argument("--skip-unknown", action="store_true", help="warn and skip unknown players instead of failing")
     p.add_argument("--merge", action="store_true", help="load games with merge on uuid")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _distributed_args(p)
     p.set_defaults(func=run_chess)
+
+
+def _distributed_args(p: Any) -> None:
+    """--workers N runs the load sharded on a Ray cluster (dltc.distributed, `pip install
+    'dltc[ray]'`); --max-concurrency is then the limit of all workers together."""
+    g = p.add_argument_group("across machines (Ray)")
+    g.add_argument("--workers", type=int, help="run sharded on Ray with N shard tasks at once")
+    g.add_argument("--ray-address", help="an existing Ray cluster ('auto', 'ray://host:10001'); default: a local one")
+    g.add_argument("--shards", type=int, default=64, help="shards (keep it fixed for a data set; default 64)")
+    g.add_argument("--shards-bucket", help="where the shard datasets live (default ./PIPELINE_shards; "
+                                           "a bucket URL on a multi-node cluster)")
+
+
+def _host_of(url: str) -> str:
+    from urllib.parse import urlsplit
+
+    return urlsplit(url).hostname or url
+
+
+def run_sharded_cli(args: argparse.Namespace, name: str, factory: Any, items: List[Any],
+                    limits: Dict[str, Dict[str, Any]], keys: Dict[str, Any], key: Any = None) -> int:
+    """The `--workers N` path of a command: dltc.distributed.run_sharded, then a summary."""
+    if args.workers < 1 or args.shards < 1:
+        print(f"dltc {name}: --workers and --shards must be >= 1", file=sys.stderr)
+        return 2
+    try:
+        import ray  # noqa: F401
+
+        from dltc.distributed import ShardedRunError, run_sharded
+    except ImportError as e:
+        print(f"dltc {name}: --workers needs Ray: pip install 'dltc[ray]' ({e})", file=sys.stderr)
+        return 2
+    kw: Dict[str, Any] = {}
+    if args.pipelines_dir:
+        kw["committer_dir"] = args.pipelines_dir
+    try:
+        res = run_sharded(factory, items, destination=args.destination, dataset_name=args.dataset_name,
+                          pipeline_name=args.pipeline_name, shards=args.shards, workers=args.workers,
+                          address=args.ray_address, limits=limits, bucket_url=args.shards_bucket, keys=keys,
+                          key=key, **kw)
+    except ShardedRunError as e:
+        print(f"dltc {name}: {e}", file=sys.stderr)
+        return 1
+    except Exception as e:
+        print(f"dltc {name}: failed: {e}", file=sys.stderr)
+        return 1
+    eng = [r.get("engine", {}) for r in res["results"].values()]
+    rows = [
+        ("run", res["run_id"]),
+        ("shards loaded", f"{len(res['results'])} of {res['shard_count']} (S={res['shards']})"),
+        ("workers", str(res["workers"])),
+        ("rows merged", f"{sum(c['rows'] for c in res['commits']):,}"),
+        ("wall time", f"{res['wall_s']:.2f} s"),
+        ("fan-in after last shard", f"{res['fan_in_s']:.2f} s"),
+        ("requests", f"{sum(e.get('requests', 0) for e in eng):,}"),
+        ("429s", f"{sum(e.get('status_429', 0) for e in eng):,}"),
+    ]
+    w0 = max(len(a) for a, _ in rows)
+    print("\n".join(f"{a:<{w0}}  {b}" for a, b in rows))
+    return 0
 
 
 def run_chess(args: argparse.Namespace) -> int:
@@ -168,6 +231,27 @@ def run_chess(args: argparse.Namespace) -> int:
 
     from dltc import chess
 
+    if args.workers is not None:
+        try:
+            players = read_players(args.players)
+            chess.validate_players(players)
+        except (OSError, ValueError) as e:
+            print(f"dltc chess: {e}", file=sys.stderr)
+            return 2
+        urls = api_urls(args.base_url, args.callback_url)
+        opts: Dict[str, Any] = dict(start_month=args.start_month, end_month=args.end_month, ca_file=args.ca_file,
+                                    max_concurrency=args.max_concurrency,
+                                    on_unknown_player="skip" if args.skip_unknown else "raise",
+                                    games_write_disposition="merge" if args.merge else "append", **urls)
+        resources = [r.strip() for r in (args.resources or "").split(",") if r.strip()]
+
+        def factory(items: List[str]) -> Any:
+            src = chess.source(items, **opts)
+            return src.with_resources(*resources) if resources else src
+
+        hosts = dict.fromkeys(_host_of(u) for u in urls.values())
+        return run_sharded_cli(args, "chess", factory, players, {h: {"max_parallel": args.max_concurrency} for h in hosts},
+                               {"players_games": "uuid", "players_profiles": "player_id"}, key=str.lower)
     try:
         players = read_players(args.players)
         stats: Dict[str, Any] = {}
@@ -213,6 +297,156 @@ def run_chess(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---- dltc rest-api -----------------------------------------------------------------------
+
+REST_API_EXAMPLES = """\
+examples:
+  dltc rest-api --config api.toml
+  dltc rest-api --config api.json --destination duckdb --dataset-name github --resources issues,comments
+
+The config file is dlt's RESTAPIConfig (client, resource_defaults, resources) as TOML
+(`[client]`, `[[resources]]`, ...) or JSON. A string value "${NAME}" is replaced by
+dlt.secrets["NAME"] (dlt's providers: environment, .dlt/secrets.toml, ...); auth given
+without its secret is resolved by dlt itself, as in dlt's rest_api source. dltc's own
+options go under a [dltc] table (max_concurrency, rps, allowed_hosts, ca_file, ...).
+"""
+
+
+def read_rest_api_config(path: str) -> Dict[str, Any]:
+    """A RESTAPIConfig from a .toml or .json file, "${NAME}" strings from dlt's secrets."""
+    import json
+
+    with open(path, "rb") as f:
+        raw = f.read()
+    if path.endswith(".json"):
+        cfg = json.loads(raw)
+    else:
+        import tomllib
+
+        cfg = tomllib.loads(raw.decode("utf-8"))
+    if not isinstance(cfg, dict) or "client" not in cfg or "resources" not in cfg:
+        raise ValueError(f"{path}: a rest_api config needs `client` and `resources`")
+    return _with_secrets(cfg)  # type: ignore[no-any-return]
+
+
+def _with_secrets(v: Any) -> Any:
+    if isinstance(v, dict):
+        return {k: _with_secrets(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [_with_secrets(x) for x in v]
+    if isinstance(v, str) and v.startswith("${") and v.endswith("}") and len(v) > 3:
+        import dlt
+
+        try:
+            return dlt.secrets[v[2:-1]]
+        except KeyError:
+            raise ValueError(f"secret {v[2:-1]!r} not found in dlt's config and secrets") from None
+    return v
+
+
+def _rest_api_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "rest-api",
+        help="load a REST API from a dlt rest_api config file",
+        description="Load a REST API described by a dlt RESTAPIConfig (TOML or JSON) with dlt.",
+        epilog=REST_API_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--config", required=True, help="api.toml or api.json")
+    p.add_argument("--destination", default="duckdb", help="dlt destination (default duckdb)")
+    p.add_argument("--dataset-name", default="rest_api_data")
+    p.add_argument("--pipeline-name", default="dltc_rest_api")
+    p.add_argument("--pipelines-dir", help="where dlt keeps pipeline state (default ~/.dlt/pipelines)")
+    p.add_argument("--resources", help="comma-separated subset of the resources")
+    p.add_argument("--max-concurrency", type=int, help="requests in flight at most (default 64)")
+    p.add_argument("--rps", type=float, help="requests per second at most, for the whole source")
+    p.add_argument("--ca-file", help="CA bundle to verify the server with")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _distributed_args(p)
+    p.add_argument("--items", help="with --workers: the parent ids (a,b,c or @FILE) put in place of "
+                                   "--item-placeholder in the config's endpoints, sharded")
+    p.add_argument("--item-placeholder", default="{item}", help="default {item}")
+    p.set_defaults(func=run_rest_api)
+
+
+def _run_rest_api_sharded(args: argparse.Namespace) -> int:
+    from dltc.distributed.rest_api import rest_api_factory
+
+    try:
+        if not args.items:
+            raise ValueError("--workers needs --items (the parent ids to shard)")
+        items = read_players(args.items)
+        cfg = read_rest_api_config(args.config)
+        opts = dict(cfg.get("dltc") or {})
+        if args.ca_file is not None:
+            opts["ca_file"] = args.ca_file
+        # the leased share of the global limit sets each worker's rps and concurrency
+        cfg["dltc"] = {k: v for k, v in opts.items() if k != "rps"}
+        factory = rest_api_factory(cfg, args.item_placeholder)
+    except Exception as e:  # a bad file or template
+        print(f"dltc rest-api: {e}", file=sys.stderr)
+        return 2
+    # --max-concurrency / --rps (or the config's) are the limits of all workers together
+    limit: Dict[str, Any] = {}
+    mc = args.max_concurrency if args.max_concurrency is not None else opts.get("max_concurrency")
+    rps = args.rps if args.rps is not None else opts.get("rps")
+    if mc is not None:
+        limit["max_parallel"] = int(mc)
+    if rps is not None:
+        limit["rps"] = float(rps)
+    base = (cfg.get("client") or {}).get("base_url", "")
+    limits = {_host_of(base): limit} if limit else {}
+    return run_sharded_cli(args, "rest-api", factory, items, limits, {})
+
+
+def run_rest_api(args: argparse.Namespace) -> int:
+    import dlt
+
+    if args.workers is not None:
+        return _run_rest_api_sharded(args)
+
+    from dltc.rest_api import rest_api_source
+
+    stats: Dict[str, Any] = {}
+    bar = None if args.no_progress else ProgressBar(unit="rows")
+    try:
+        cfg = read_rest_api_config(args.config)
+        opts = dict(cfg.get("dltc") or {})
+        for key in ("max_concurrency", "rps", "ca_file"):
+            if getattr(args, key) is not None:
+                opts[key] = getattr(args, key)
+        opts["stats"], opts["progress"] = stats, bar
+        cfg["dltc"] = opts
+        src = rest_api_source(cfg)  # type: ignore[arg-type]
+        if args.resources:
+            src = src.with_resources(*[r.strip() for r in args.resources.split(",") if r.strip()])
+    except Exception as e:  # a bad file or config: dlt's message
+        print(f"dltc rest-api: {e}", file=sys.stderr)
+        return 2
+    kw: Dict[str, Any] = {}
+    if args.pipelines_dir:
+        kw["pipelines_dir"] = args.pipelines_dir
+    pipeline = dlt.pipeline(
+        pipeline_name=args.pipeline_name, destination=args.destination, dataset_name=args.dataset_name, **kw
+    )
+    t0 = time.perf_counter()
+    try:
+        pipeline.run(src)
+    except Exception as e:  # dlt wraps the cause; show the innermost message
+        if bar:
+            bar.close()
+        cause: BaseException = e
+        while cause.__cause__ is not None:
+            cause = cause.__cause__
+        print(f"dltc rest-api: failed: {cause}", file=sys.stderr)
+        return 1
+    wall = time.perf_counter() - t0
+    if bar:
+        bar.close()
+    print(summary_table(row_counts(pipeline), wall, stats))
+    return 0
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(
         prog="dltc",
@@ -222,6 +456,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     )
     sub = parser.add_subparsers(dest="command", required=True)
     _chess_parser(sub)
+    _rest_api_parser(sub)
     args = parser.parse_args(argv)
     return int(args.func(args))
 

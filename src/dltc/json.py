@@ -545,7 +545,7 @@ def _merge_collisions(t: pa.Table, raw: list[str], new: list[str]) -> pa.Table:
 # dlt's data_selector (a JSONPath) compiled into the decoder's plan["records_path"]:
 # a list of steps, each a key or "*" (JSONPath's wildcard: every element of an array,
 # every member value of an object). The decoder then selects the records as dlt's
-# RESTClient.extract_response does (a single match unwrapped; see CONTRACTS.md 4.x).
+# RESTClient.extract_response does (a single match unwrapped; see docs/CONTRACTS.md 4.6).
 
 
 def compile_selector(data_selector: Any) -> list[str] | str | None:

@@ -29,6 +29,7 @@ __all__ = [
     "Request",
     "Run",
     "SourceError",
+    "add_client_hook",
     "body",
     "column_name",
     "column_values",
@@ -582,6 +583,25 @@ def tune_heap() -> None:
         pass
 
 
+_CLIENT_HOOKS: List[Callable[[Any], None]] = []
+_HOOKS_LOCK = threading.Lock()
+
+
+def add_client_hook(hook: Callable[[Any], None]) -> Callable[[], None]:
+    """Calls `hook(client)` with every Client `new_client` makes in this process from now
+    on, before any request is submitted to it (e.g. to apply limits leased from elsewhere
+    with `client.set_limits`). Returns a function that removes the hook."""
+    with _HOOKS_LOCK:
+        _CLIENT_HOOKS.append(hook)
+
+    def remove() -> None:
+        with _HOOKS_LOCK:
+            if hook in _CLIENT_HOOKS:
+                _CLIENT_HOOKS.remove(hook)
+
+    return remove
+
+
 def new_client(options: Dict[str, Any]) -> Any:
     from dltc import _native
 
@@ -589,7 +609,12 @@ def new_client(options: Dict[str, Any]) -> Any:
     # Bodies arrive still compressed and are inflated by the decoding thread (libdeflate,
     # GIL released), so the engine thread only moves bytes: measured about 3x the
     # requests/s of decompressing inside libcurl (python -m dltc.bench fetch).
-    return _native.Client(**{"decompress": "caller", **options})
+    client = _native.Client(**{"decompress": "caller", **options})
+    with _HOOKS_LOCK:
+        hooks = list(_CLIENT_HOOKS)
+    for hook in hooks:
+        hook(client)
+    return client
 
 
 def body(r: Any) -> bytes:

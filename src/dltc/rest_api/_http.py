@@ -108,8 +108,12 @@ def submit_kwargs(request: requests.Request, auth_spec: Any, custom_auth: Any) -
             kw["body"] = bytes(body)
         return p.url, kw  # type: ignore[return-value]
     kw = {"method": (request.method or "GET").upper()}
+    url = request.url
     if request.params:
-        kw["params"] = request.params
+        # the query encoded by requests itself, into the URL: errors then name the page
+        p = requests.PreparedRequest()
+        p.prepare_url(url, request.params)
+        url = p.url
     if request.headers:
         kw["headers"] = {k: v for k, v in request.headers.items() if v is not None}
     # requests sends json unless data is truthy (`if not data and json is not None`)
@@ -119,7 +123,7 @@ def submit_kwargs(request: requests.Request, auth_spec: Any, custom_auth: Any) -
         kw["json"] = request.json
     if auth_spec is not None:
         kw["auth"] = auth_spec
-    return request.url, kw
+    return url, kw  # type: ignore[return-value]
 
 
 def request_key(request: requests.Request) -> str:

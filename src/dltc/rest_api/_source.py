@@ -70,7 +70,6 @@ from dltc.runtime import (
     rejects_item,
     selected_resources,
     source_contract,
-    table_name as child_table_name,
 )
 
 log = logging.getLogger("dltc.rest_api")
@@ -96,10 +95,9 @@ WINDOW_SPECULATIVE = 4  # no total (yet): speculative requests, filling idle cap
 DLTC_OPTIONS = {
     "max_concurrency", "initial_concurrency", "max_attempts", "rps", "allowed_hosts", "ca_file",
     "verify", "http2", "timeout", "connect_timeout", "max_inflight", "window_total", "window_speculative",
-    "batch_rows", "batch_bytes", "dict_path", "client_options", "progress", "stats", "resources", "_nesting", "_root_key",
+    "batch_rows", "batch_bytes", "dict_path", "client_options", "progress", "stats", "resources", "on_client",
+    "_nesting", "_root_key",  # rest_api_source's max_table_nesting and root_key, passed on
 }
-
-
 
 
 class RESTAPIError(SourceError):
@@ -120,9 +118,9 @@ class _Spec:
         self.parent: Optional[str] = None
         self.children: List[str] = []
         self.dict_reasons: List[str] = []
-        self.captures: List[List[str]] = []  # row captures (arrow path): resolve fields, include fields
-        self.capture_index: Dict[str, int] = {}
+        self.captures: List[List[str]] = []  # row captures (arrow path): its children's fields
         self.steps: List[Dict[str, Any]] = []
+        self.table_steps: List[Tuple[str, Any]] = []  # dltc's own: ("filter", Expression), ("table_filter"|"table_map", fn)
         self.actions: Optional[List[Any]] = None
         self.empty_on: Tuple[int, ...] = ()
         self.incremental: Optional[Incremental[Any]] = None
@@ -132,7 +130,17 @@ class _Spec:
         self.columns: List[Dict[str, Any]] = []
         self.resolved_params: List[Any] = []
         self.include: List[str] = []
-        self.custom = False
+        self.custom = False  # user classes see the prepared request
+        # set by create_resources
+        self.endpoint: Dict[str, Any] = {}
+        self.client: Any = None  # dlt's RESTClient: requests, selectors and detection, never sends
+        self.paginator: Optional[BasePaginator] = None
+        self.data_selector: Any = None
+        self.auth_spec: Optional[Dict[str, Any]] = None
+        self.custom_auth: Any = None
+        self.base_params: Dict[str, Any] = {}
+        self.write_disposition: Any = "append"
+        self.path_kind = "arrow"
 
     @property
     def arrow(self) -> bool:
@@ -183,8 +191,6 @@ def _nest(paths: Sequence[Sequence[str]], values: Sequence[Any]) -> Dict[str, An
                 v = json.loads(v)
             except ValueError:
                 pass
-        if v is None:
-            continue
         d = item
         for k in path[:-1]:
             nxt = d.get(k)
@@ -312,6 +318,9 @@ class _Api:
             self.formats[spec.name] = fmt
         if self.rps is not None and self.run.client is not None:
             self.run.client.set_limits(rps=float(self.rps))
+        hook = self.opts.get("on_client")
+        if hook is not None and self.run.client is not None:
+            hook(self.run.client)  # e.g. a limit shared across workers: client.set_limits(...)
 
     # -- the worker
     def plan(self, run: Run) -> None:
@@ -325,8 +334,8 @@ class _Api:
             self.planned.add(root)
             spec = self.specs[root]
             fmt = self.formats[root]
-            ep = spec.endpoint  # type: ignore[attr-defined]
-            request = spec.client._create_request(  # type: ignore[attr-defined]
+            ep = spec.endpoint
+            request = spec.client._create_request(
                 path_or_url=expand_placeholders(ep.get("path"), fmt),
                 method=ep.get("method", "GET"),
                 headers=expand_placeholders(ep.get("headers"), fmt),
@@ -340,10 +349,10 @@ class _Api:
         holds = self.holds.get(spec.name) or set()
         if not holds:
             return
-        pag = spec.paginator  # type: ignore[attr-defined]
+        pag = spec.paginator
         pag = copy.deepcopy(pag) if pag is not None else None
         chain = _Chain(spec, request, pag, parent_record, holds)
-        sel = spec.data_selector  # type: ignore[attr-defined]
+        sel = spec.data_selector
         if spec.arrow:
             steps = compile_selector(sel)
             if steps is None:
@@ -361,7 +370,7 @@ class _Api:
 
     def send(self, run: Run, chain: _Chain, seq: int, request: Any, *, speculative: bool = False) -> None:
         spec = chain.spec
-        url, kw = submit_kwargs(request, spec.auth_spec, spec.custom_auth)  # type: ignore[attr-defined]
+        url, kw = submit_kwargs(request, spec.auth_spec, spec.custom_auth)
         if spec.empty_on:
             kw["empty_on"] = spec.empty_on
         req = Request(url, self.on_page, chain.holds, data=(chain, seq), on_error=self.on_page,
@@ -425,6 +434,8 @@ class _Api:
 
     def page(self, run: Run, chain: _Chain, req: Request, resp: Any) -> None:
         spec = chain.spec
+        if not any(run.active(n) for n in chain.holds):
+            return self.finish(run, chain)  # nobody takes its rows any more (add_limit, a closed generator)
         if resp.error is not None:
             raise RESTAPIHardError(f"rest_api: resource {spec.name!r}: request for {req.url} failed: {resp.error}")
         body = response_body(resp)
@@ -452,7 +463,7 @@ class _Api:
             n, data, items = self.parse(chain, r)
         pag = chain.paginator
         if pag is None:
-            pag = chain.paginator = spec.client.detect_paginator(r, data)  # type: ignore[attr-defined]
+            pag = chain.paginator = spec.client.detect_paginator(r, data)
             chain.range = False  # detected: followed page by page
         pag.update_state(r, data)
         pag.update_request(chain.request)
@@ -537,15 +548,15 @@ class _Api:
         except ValueError as e:
             raise BadBody(f"not JSON: {e}") from e
         if not chain.selector:
-            chain.selector = spec.client.detect_data_selector(r)  # type: ignore[attr-defined]
-        records = spec.client.extract_response(r, chain.selector)  # type: ignore[attr-defined]
+            chain.selector = spec.client.detect_data_selector(r)
+        records = spec.client.extract_response(r, chain.selector)
         items = records
         if spec.steps and spec.children:
             items = _apply_steps(spec.steps, copy.deepcopy(records))
         return len(records), records, items
 
     def fan_out(self, run: Run, parent: _Spec, child: _Spec, items: List[Any]) -> None:
-        ep = child.endpoint  # type: ignore[attr-defined]
+        ep = child.endpoint
         inc = child.bound_inc
         for item in items:
             if not isinstance(item, dict):
@@ -559,7 +570,7 @@ class _Api:
                 )
             except ValueError as e:
                 raise RESTAPIHardError(f"rest_api: resource {child.name!r}: {e}") from e
-            request = child.client._create_request(  # type: ignore[attr-defined]
+            request = child.client._create_request(
                 path_or_url=p.path, method=ep.get("method", "get"), headers=p.headers, params=p.params,
                 json=p.json, data=p.data,
             )
@@ -594,11 +605,14 @@ class _Api:
             tables, rejects = flush_decoder(dec, spec.table, "rest_api")
             incl = self.includes.pop(name, None)
             items: List[Any] = []
+            root = tables.get(spec.table)
+            if root is not None and incl:
+                tables[spec.table] = _add_includes(root, incl)
+            if spec.table_steps and root is not None:
+                tables = _table_steps(spec, tables)
             for tname, tbl in tables.items():
                 if not tbl.num_rows:
                     continue
-                if tname == spec.table and incl:
-                    tbl = _add_includes(tbl, incl)
                 tbl = run.prune(tname, tbl)
                 items.append(tbl if tname == spec.table else self.child_item(spec, tname, tbl))
             if rejects is not None:
@@ -644,6 +658,44 @@ def _norm(name: str) -> str:
     return column_name(name)
 
 
+def _table_steps(spec: _Spec, tables: Dict[str, pa.Table]) -> Dict[str, pa.Table]:
+    """dltc's table steps on the root table of a flush (an Arrow expression or callable
+    filter, a callable map); the child rows of dropped root rows are dropped with them."""
+    root = tables[spec.table]
+    before = root.num_rows
+    for kind, step in spec.table_steps:
+        if kind == "filter":
+            root = root.filter(step)
+        elif kind == "table_filter":
+            mask = step(root)
+            root = root.filter(mask) if mask is not None else root
+        elif kind == "table_map":
+            root = step(root)
+            if not isinstance(root, pa.Table):
+                raise TypeError(f"rest_api: table_map of {spec.name!r} must return a pyarrow.Table")
+    out = dict(tables)
+    out[spec.table] = root
+    if root.num_rows == before or len(tables) == 1 or "_dlt_id" not in root.column_names:
+        return out
+    import pyarrow.compute as pc
+
+    # drop child rows whose parent is gone, level after level (ids are unique across tables)
+    kept = root.column("_dlt_id")
+    changed = True
+    while changed:
+        changed = False
+        ids = [kept] + [t.column("_dlt_id") for n, t in out.items() if n != spec.table and "_dlt_id" in t.column_names]
+        alive = pa.chunked_array([c for ch in ids for c in ch.chunks], pa.string())
+        for n, t in out.items():
+            if n == spec.table or "_dlt_parent_id" not in t.column_names or not t.num_rows:
+                continue
+            f = t.filter(pc.is_in(t.column("_dlt_parent_id"), value_set=alive.combine_chunks()))
+            if f.num_rows != t.num_rows:
+                out[n] = f
+                changed = True
+    return out
+
+
 def _apply_steps(steps: List[Dict[str, Any]], records: List[Any]) -> List[Any]:
     """A parent's processing steps, for its children's fan-out (dlt's child sees the
     parent's items after them)."""
@@ -659,7 +711,7 @@ def _apply_steps(steps: List[Dict[str, Any]], records: List[Any]) -> List[Any]:
 
 
 def spec_params(spec: _Spec) -> Dict[str, Any]:
-    return spec.base_params  # type: ignore[attr-defined,no-any-return]
+    return spec.base_params
 
 
 def _simple_columns(columns: Any) -> Optional[List[Dict[str, Any]]]:
@@ -756,11 +808,11 @@ def create_resources(config: Dict[str, Any], opts: Dict[str, Any], source_nestin
             continue
 
         spec = _Spec(name)
-        spec.endpoint = ep  # type: ignore[attr-defined]
-        spec.client = client  # type: ignore[attr-defined]
-        spec.paginator = paginator if paginator is not None else create_paginator(client_paginator)  # type: ignore[attr-defined]
-        spec.data_selector = ep.get("data_selector")  # type: ignore[attr-defined]
-        spec.auth_spec, spec.custom_auth = engine_auth(auth)  # type: ignore[attr-defined]
+        spec.endpoint = ep
+        spec.client = client
+        spec.paginator = paginator if paginator is not None else create_paginator(client_paginator)
+        spec.data_selector = ep.get("data_selector")
+        spec.auth_spec, spec.custom_auth = engine_auth(auth)
         spec.custom = spec.custom_auth is not None
         spec.actions = ep.get("response_actions") or None
         if spec.actions:
@@ -771,13 +823,13 @@ def create_resources(config: Dict[str, Any], opts: Dict[str, Any], source_nestin
         spec.steps = processing_steps
         spec.include = include_from_parent
         spec.resolved_params = resolved_params or []
-        spec.base_params = (exclude_keys(request_params, {x.param_name for x in resolved_params})  # type: ignore[attr-defined]
+        spec.base_params = (exclude_keys(request_params, {x.param_name for x in resolved_params})
                             if resolved_params else request_params)
         if resolved_params:
             spec.parent = resolved_params[0].resolve_config["resource"]
             api.specs[spec.parent].children.append(name)
         tn = resource_kwargs.get("table_name", name)
-        spec.write_disposition = resource_kwargs.get("write_disposition", "append")  # type: ignore[attr-defined]
+        spec.write_disposition = resource_kwargs.get("write_disposition", "append")
         # why a resource goes the dict path (dlt normalizes dicts) instead of Arrow
         reasons = spec.dict_reasons
         if force_dict is None and opts.get("dict_path"):
@@ -801,7 +853,7 @@ def create_resources(config: Dict[str, Any], opts: Dict[str, Any], source_nestin
             reasons.append("column hints beyond plain names and types")
         else:
             spec.columns = cols
-        pag = spec.paginator  # type: ignore[attr-defined]
+        pag = spec.paginator
         if pag is not None and type(pag) not in _BUILTIN_PAGINATORS:
             reasons.append(f"custom paginator {type(pag).__name__}")
             spec.custom = True
@@ -809,12 +861,16 @@ def create_resources(config: Dict[str, Any], opts: Dict[str, Any], source_nestin
             spec.custom = True
         if isinstance(tn, str):
             spec.table = _table_norm(tn)
+        spec.table_steps = _table_step_options(name, (opts.get("resources") or {}).get(name))
         api.add(spec)
         resources[name] = _make_resource(api, spec, resource_kwargs, parallelized)
         if not spec.arrow:
             _add_steps(resources[name], processing_steps)
         record_endpoint_input(resources[name], client, ep.get("path"))
 
+    unknown = set(opts.get("resources") or ()) - set(api.specs)
+    if unknown:
+        raise ValueError(f"dltc options for unknown resources {sorted(unknown)}")
     # children read their parents' fields: from row captures (Arrow) or the dicts
     for spec in api.specs.values():
         if spec.parent is None:
@@ -835,11 +891,39 @@ def create_resources(config: Dict[str, Any], opts: Dict[str, Any], source_nestin
             api.run.resources[spec.name].flush = None
         else:
             api.run.resources[spec.name].flush = partial(_flush, api, spec.name)
+        if spec.table_steps and not spec.arrow:
+            raise ValueError(f"rest_api: resource {spec.name!r} has dltc table steps but goes the dict path"
+                             f" ({'; '.join(spec.dict_reasons)}); use dlt's processing_steps there")
         if spec.dict_reasons:
             log.info("rest_api: resource %r goes the dict path: %s", spec.name, "; ".join(spec.dict_reasons))
-        spec.path_kind = "arrow" if spec.arrow else "dict: " + "; ".join(spec.dict_reasons)  # type: ignore[attr-defined]
+        spec.path_kind = "arrow" if spec.arrow else "dict: " + "; ".join(spec.dict_reasons)
 
     return resources
+
+
+TABLE_STEPS = ("filter", "table_filter", "table_map")
+
+
+def _table_step_options(name: str, ropts: Any) -> List[Tuple[str, Any]]:
+    """`"dltc": {"resources": {name: {"filter": pyarrow.compute.Expression, "table_filter": fn,
+    "table_map": fn}}}` (or a list of such one-key dicts, applied in order)."""
+    if not ropts:
+        return []
+    items = ropts if isinstance(ropts, list) else [{k: v} for k, v in ropts.items()]
+    out: List[Tuple[str, Any]] = []
+    for d in items:
+        for k, v in d.items():
+            if k not in TABLE_STEPS:
+                raise ValueError(f"dltc resource option {k!r} of {name!r} is not one of {TABLE_STEPS}")
+            if k == "filter":
+                import pyarrow.compute as pc
+
+                if not isinstance(v, pc.Expression):
+                    raise TypeError(f"dltc filter of {name!r} must be a pyarrow.compute.Expression")
+            elif not callable(v):
+                raise TypeError(f"dltc {k} of {name!r} must be callable")
+            out.append((k, v))
+    return out
 
 
 def _table_norm(name: str) -> str:
