@@ -605,3 +605,40 @@ def test_add_limit_stops_the_requests(api_replica, api_replica_data, tmp_path):
     pipeline(tmp_path, "limit").extract(rest_api_source(cfg).add_limit(1))
     # one page per batch; the worker may be a few pages ahead of dlt's generator
     assert stats["requests"] < pages // 2
+
+
+def test_a_dlt_resource_as_parent_and_form_bodies(api_replica, api_replica_data, tmp_path):
+    """A DltResource given as a parent (its child runs on dlt's own code), string
+    resources, and `data` (form) bodies: what reaches the server is what dlt sends."""
+    names = [o["login"] for o in load_records(api_replica_data)["orgs"]]
+
+    def cfg() -> Dict[str, Any]:
+        @dlt.resource(name="logins", selected=False)
+        def logins() -> Any:
+            yield [{"login": o} for o in names]
+
+        return {
+            "client": {"base_url": api_replica.base_url},
+            "resources": [
+                logins(),
+                {"name": "org_repos", "endpoint": {"path": "orgs/{resources.logins.login}/repos",
+                                                   "data_selector": "repos", "paginator": "single_page"}},
+                "orgs",
+                {"name": "form", "endpoint": {"path": "echo/form", "method": "POST", "data_selector": "$",
+                                              "paginator": "single_page", "params": {"q": "a b", "r": "x/y"},
+                                              "data": {"a": "1 2", "b": "x/y&z"}},
+                 "columns": {"headers": {"data_type": "json"}, "query": {"data_type": "json"}}},
+            ],
+        }
+
+    from dltc.rest_api import paths, rest_api_source
+
+    assert paths(rest_api_source(cfg())) == {"logins": "dlt", "org_repos": "dlt", "orgs": "arrow", "form": "arrow"}
+    pa, pb = both(cfg, tmp_path, dict_path={"logins", "org_repos"})
+    with pa.sql_client() as a, pb.sql_client() as b:
+        q = "select method, path, raw_query, body from form"
+        assert a.execute_sql(q) == b.execute_sql(q)
+        assert b.execute_sql(q)[0][3] == "a=1+2&b=x%2Fy%26z"
+        for t in ("org_repos", "orgs"):
+            q = f"select count(*), sum(id) from {t}"
+            assert a.execute_sql(q) == b.execute_sql(q) and b.execute_sql(q)[0][0] > 0

@@ -103,7 +103,9 @@ def submit_kwargs(request: requests.Request, auth_spec: Any, custom_auth: Any) -
                                json=request.json, data=request.data, auth=custom_auth)
         p = req.prepare()
         body = p.body.encode() if isinstance(p.body, str) else p.body
-        kw: Dict[str, Any] = {"method": p.method, "headers": dict(p.headers), "auth": False}
+        # the engine frames the body itself: no Content-Length of requests' making
+        headers = {k: v for k, v in p.headers.items() if k.lower() != "content-length"}
+        kw: Dict[str, Any] = {"method": p.method, "headers": headers, "auth": False}
         if body is not None and p.method not in ("GET", "HEAD"):
             kw["body"] = bytes(body)
         return p.url, kw  # type: ignore[return-value]
@@ -118,7 +120,17 @@ def submit_kwargs(request: requests.Request, auth_spec: Any, custom_auth: Any) -
         kw["headers"] = {k: v for k, v in request.headers.items() if v is not None}
     # requests sends json unless data is truthy (`if not data and json is not None`)
     if request.data:
-        kw["data"] = request.data
+        # encoded by requests itself (form fields, or str/bytes as they are); given to the
+        # engine as a raw body (the runtime's Request keeps `data` for the source)
+        p = requests.PreparedRequest()
+        p.headers = CaseInsensitiveDict()
+        p.prepare_body(request.data, None)
+        body = p.body.encode("utf-8") if isinstance(p.body, str) else p.body
+        kw["body"] = bytes(body or b"")
+        ctype = p.headers.get("Content-Type")
+        hdrs = kw.setdefault("headers", {})
+        if ctype and not any(k.lower() == "content-type" for k in hdrs):
+            hdrs["Content-Type"] = ctype
     elif request.json is not None:
         kw["json"] = request.json
     if auth_spec is not None:

@@ -164,7 +164,7 @@ class _Chain:
         self.sent: Dict[int, Request] = {}  # submitted, not answered
         self.ready: Dict[int, Tuple[Request, Any]] = {}  # answered ahead of order
         self.keys: Dict[int, str] = {}
-        self.seen: Set[str] = set()
+        self.seen: Set[int] = set()
         self.done = False
         self.records_path: Any = None
         self.fallback: Optional[str] = None
@@ -488,6 +488,7 @@ class _Api:
             run.emit(spec.name, data)
         if not pag.has_next_page:
             return self.finish(run, chain)
+        chain.keys.pop(chain.next, None)
         chain.next += 1
         key = request_key(chain.request)
         if chain.range:
@@ -504,12 +505,13 @@ class _Api:
                 chain.gen = (copy.deepcopy(pag), copy.deepcopy(chain.request), chain.next)
             self.top_up(run, chain)
         else:
-            if key in chain.seen:
+            hkey = hash(key)  # a hash per page, not the key: memory stays small on long chains
+            if hkey in chain.seen:
                 raise RESTAPIHardError(
                     f"rest_api: resource {spec.name!r}: the paginator asks for the same page again after"
                     f" {req.url} ({pag}); stopping instead of looping forever"
                 )
-            chain.seen.add(key)
+            chain.seen.add(hkey)
             self.send(run, chain, chain.next, copy.deepcopy(chain.request))
 
     def decode(self, run: Run, chain: _Chain, req: Request, r: Any, body: bytes) -> Tuple[int, Any, List[Any]]:
