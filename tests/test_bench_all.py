@@ -82,6 +82,26 @@ def test_every_figure_is_a_finite_number(smoke):
     assert figs["chaos.rows_missing"]["median"] == 0 and figs["chaos.duplicates"]["median"] == 0
 
 
+def test_rest_api_contenders_load_the_same_rows(smoke):
+    out, _, _ = smoke
+    res = json.loads((out / "raw.json").read_text())["sections"]["rest_api"]["result"]
+    sc = res["scenarios"]["a"]
+    assert sc["same_rows"] is True
+    # every contender that ran loaded the replica's issues (40 at smoke size) twice over:
+    # the page_number list and the repos' own lists
+    for c in res["contenders"]:
+        rows = sc[c]["runs"][0]["rows"]
+        assert rows["issues"] == rows["repo_issues"] == sc["issues"], (c, rows)
+
+
+def test_rest_api_bench_skips_dltc_when_it_cannot_import(monkeypatch):
+    from dltc.bench import rest_api
+
+    monkeypatch.setitem(sys.modules, "dltc.rest_api", None)   # import raises ImportError
+    why = rest_api.dltc_rest_api_error()
+    assert why and "dltc.rest_api" in why
+
+
 def test_machine_versions_commit(smoke):
     _, results, _ = smoke
     m, v = results["machine"], results["versions"]

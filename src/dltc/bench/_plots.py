@@ -40,9 +40,12 @@ def _empty(ax: Any, why: str) -> None:
     ax.text(0.5, 0.5, why, ha="center", va="center", transform=ax.transAxes)
 
 
-def _finish(plt: Any, fig: Any, ax: Any, path: Path, subtitle: str) -> Path:
+def _finish(plt: Any, fig: Any, ax: Any, path: Path, subtitle: str, below: bool = False) -> Path:
     if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=8)
+        if below:     # many lines: the legend under the axes, not over the data
+            ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2)
+        else:
+            ax.legend(fontsize=8)
     ax.grid(True, alpha=0.3)
     fig.text(0.99, 0.01, subtitle, ha="right", va="bottom", fontsize=7, color="0.4")
     fig.tight_layout(rect=(0, 0.03, 1, 1))
@@ -56,12 +59,12 @@ def plot_all(out: Path, results: dict[str, Any], raw: dict[str, Any]) -> list[Pa
     figs = results["figures"]
     runs = results["runs"]
     sub = (f"dltc.bench all --scale {results['scale']}, {results['started']}, "
-           f"{results['git']['commit'][:10]}; median of {runs}, bars min-max")
+           f"{results['git']['commit'][:10]}; points: medians of up to {runs} runs, bars: min-max")
     paths = []
     secs = raw["sections"]
 
     # 1. throughput against injected latency, per client
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig, ax = plt.subplots(figsize=(7, 5.5))
     lats = sorted({float(k.split(".")[2][:-2]) for k in figs if k.startswith("fetch.throughput.")})
     for client, label in LABELS.items():
         pts = [(lat, _fig(figs, f"fetch.throughput.{lat:g}ms.{client}.req_per_s")) for lat in lats]
@@ -75,8 +78,16 @@ def plot_all(out: Path, results: dict[str, Any], raw: dict[str, Any]) -> list[Pa
         ax.set_yscale("log")
     ax.set_xlabel("injected server latency (ms)")
     ax.set_ylabel("requests per second (log scale)")
-    ax.set_title("Throughput against latency: dltc keeps many requests in flight")
-    paths.append(_finish(plt, fig, ax, out / PLOTS[0], sub))
+    title = "Requests per second against the server's latency"
+    if lats:
+        top = lats[-1]
+        d = _fig(figs, f"fetch.throughput.{top:g}ms.dltc.req_per_s")
+        py = _fig(figs, f"fetch.throughput.{top:g}ms.dlt_requests_5_threads.req_per_s")
+        if d and py:
+            title = (f"At {top:g} ms dltc does {d[0] / py[0]:.1f}x the requests/s of dlt's "
+                     "requests helper")
+    ax.set_title(title)
+    paths.append(_finish(plt, fig, ax, out / PLOTS[0], sub, below=True))
 
     # 2. goodput against the server's parallel limit
     fig, ax = plt.subplots(figsize=(7, 4.5))
@@ -92,12 +103,17 @@ def plot_all(out: Path, results: dict[str, Any], raw: dict[str, Any]) -> list[Pa
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")
         ax.set_xticks(limits, [str(x) for x in limits])
+        ys = [v[0] for _, v in ideal if v]
+        ax.set_yticks(ys, [f"{y:g}" for y in ys])
         ax.minorticks_off()
     else:
         _empty(ax, "fetch section did not run")
     ax.set_xlabel("server's parallel limit (requests in flight; more get 429)")
     ax.set_ylabel("successful requests per second (log scale)")
-    ax.set_title("Goodput follows the server's limit (50 ms latency)")
+    shares = [f["median"] for k, f in figs.items()
+              if k.startswith("fetch.goodput.limit") and k.endswith(".goodput_share")]
+    ax.set_title(f"Goodput is {min(shares):.0%}-{max(shares):.0%} of the server's limit "
+                 "(50 ms latency)" if shares else "Goodput against the server's limit")
     paths.append(_finish(plt, fig, ax, out / PLOTS[1], sub))
 
     # 3. decode MB/s per decoder
@@ -120,7 +136,14 @@ def plot_all(out: Path, results: dict[str, Any], raw: dict[str, Any]) -> list[Pa
         _empty(ax, "decode section did not run")
     ax.set_xticks(range(len(tools)), [names[t] for t in tools], fontsize=8)
     ax.set_ylabel("MB of JSON per second, one thread")
-    ax.set_title("Decoding JSON to Arrow, single-threaded")
+    title = "Decoding JSON to Arrow, one thread"
+    d = _fig(figs, "decode.replica_months.dltc.mb_s")
+    others = [(t, _fig(figs, f"decode.replica_months.{t}.mb_s")) for t in tools[1:]]
+    others = [(t, v) for t, v in others if v]
+    if d and others:
+        t, v = max(others, key=lambda x: x[1][0])
+        title = f"JSON to Arrow: dltc {d[0] / v[0]:.1f}x the MB/s of {t}, the fastest other"
+    ax.set_title(title)
     paths.append(_finish(plt, fig, ax, out / PLOTS[2], sub))
 
     # 4. peak RSS against the number of archives
@@ -139,7 +162,14 @@ def plot_all(out: Path, results: dict[str, Any], raw: dict[str, Any]) -> list[Pa
         _empty(ax, "chess section did not run")
     ax.set_xlabel("monthly archives loaded (players x months)")
     ax.set_ylabel("MB")
-    ax.set_title("Memory stays bounded as the input grows")
+    title = "Peak RSS against the input"
+    if len(arch) > 1:      # the message, from the figures: how much each grew
+        j0, j1 = (_fig(figs, f"chess.rss.archives{a}.json_mb") for a in (arch[0], arch[-1]))
+        r0, r1 = (_fig(figs, f"chess.rss.archives{a}.peak_rss_mb") for a in (arch[0], arch[-1]))
+        if j0 and j1 and r0 and r1:
+            title = (f"{j1[0] / j0[0]:.1f}x the JSON, {r1[0] / r0[0]:.2f}x the peak RSS "
+                     f"({arch[0]} -> {arch[-1]} archives)")
+    ax.set_title(title)
     paths.append(_finish(plt, fig, ax, out / PLOTS[3], sub))
 
     # 5. the concurrency window over time in a 429 storm
@@ -155,8 +185,10 @@ def plot_all(out: Path, results: dict[str, Any], raw: dict[str, Any]) -> list[Pa
         ax.axhline(storm["limit"], color="C3", ls="--", zorder=2,
                    label=f"server's parallel limit ({storm['limit']}); excess gets 429")
         s429 = figs.get("fetch.storm.status_429", {}).get("median")
-        ax.set_title(f"A 429 storm: the window falls from 64 to the limit "
-                     f"(median {s429:.0f} x 429)" if s429 is not None else "A 429 storm")
+        final = figs.get("fetch.storm.final_window", {}).get("median")
+        ax.set_title(f"A 429 storm: the window goes from 64 to {final:g} "
+                     f"(limit {storm['limit']}; median {s429:.0f} x 429)"
+                     if s429 is not None and final is not None else "A 429 storm")
         ax.set_yscale("log", base=2)
         ticks = [2 ** i for i in range(0, 9)]
         ax.set_yticks(ticks, [str(t) for t in ticks])

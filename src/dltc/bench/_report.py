@@ -204,7 +204,7 @@ def _rest_api(results: dict[str, Any], raw: dict[str, Any]) -> list[str]:
             lines.append(f"| {name} | {c} | {cell(figs, f'{k}.{c}.wall_s')} | "
                          f"{cell(figs, f'{k}.{c}.extract_s')} | {cell(figs, f'{k}.{c}.cpu_s')} | "
                          f"{cell(figs, f'{k}.{c}.peak_rss_mb')} | {rows:,} | {rel} |")
-        notes = [f"latency floor {num(res['latency_floor_s'], ' s')}"]
+        notes = [f"latency floor {num(res['latency_floor_s'], ' s')}"] if res["latency_floor_s"] else []
         for c, v in res.get("extract_over_latency_floor", {}).items():
             notes.append(f"{c} extract / floor {v:.1f}")
         for c, v in res.get("goodput_of_limit", {}).items():
