@@ -34,8 +34,9 @@
 #include "limit.h"
 #include "version.h"
 
-#define SNIPPET 200       /* body bytes quoted in an error */
-#define LAT_SAMPLES 65536 /* latency reservoir */
+#define RATIO_FLOOR (1 << 20) /* decoded bytes before the ratio check applies */
+#define SNIPPET 200           /* body bytes quoted in an error */
+#define LAT_SAMPLES 65536     /* latency reservoir */
 #define MAX_HOSTS 4096
 #define MAX_SECRETS 8
 #define BUFFER_SIZE (64 * 1024) /* libcurl receive buffer per handle */
@@ -43,7 +44,7 @@
 
 #define LAT_BATCH 1024
 
-enum abort_reason { ABORT_NONE, ABORT_BODY, ABORT_NOMEM };
+enum abort_reason { ABORT_NONE, ABORT_BODY, ABORT_RATIO, ABORT_NOMEM };
 
 /* Counters the engine thread bumps without locking; copied to the shared
  * stats under smu once per loop iteration. */
@@ -781,8 +782,6 @@ static void active_del(struct dltc_engine *e, struct req *q) {
 
 /* ---- transfers ---------------------------------------------------------------------- */
 
-/* The body as received (libcurl decodes nothing): max_body caps its wire bytes here,
- * while streaming; decode_body caps the decoded bytes. */
 static size_t on_write(char *p, size_t size, size_t nmemb, void *ud) {
   struct req *q = ud;
   struct dltc_engine *e = q->e;
@@ -815,6 +814,14 @@ static size_t on_write(char *p, size_t size, size_t nmemb, void *ud) {
   memcpy(q->r.body + q->r.body_len, p, n);
   q->r.body_len = need;
   q->r.body[need] = '\0';
+  if (need > RATIO_FLOOR && q->slot) {
+    curl_off_t wire = 0;
+    curl_easy_getinfo(q->slot->easy, CURLINFO_SIZE_DOWNLOAD_T, &wire);
+    if (wire > 0 && (double)need > e->cfg.max_ratio * (double)wire) {
+      q->abort = ABORT_RATIO;
+      return 0;
+    }
+  }
   return n;
 }
 
@@ -918,11 +925,13 @@ static struct slot *slot_get(struct dltc_engine *e) {
   curl_easy_setopt(h, CURLOPT_ERRORBUFFER, s->errbuf);
   curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_write);
   curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
-  /* libcurl never decodes: the body arrives as sent and decode_body() (libdeflate,
-   * one pass, no per-response 40 KB zlib state to calloc) decodes it at the end, or
-   * the consumer does (decompress_caller) */
-  curl_easy_setopt(h, CURLOPT_ACCEPT_ENCODING, "gzip, br");
-  curl_easy_setopt(h, CURLOPT_HTTP_CONTENT_DECODING, 0L);
+  if (c->decompress_caller) {
+    /* decoding is the consumer's job (inflate.c), off this thread: the body stays raw */
+    curl_easy_setopt(h, CURLOPT_ACCEPT_ENCODING, "gzip, br");
+    curl_easy_setopt(h, CURLOPT_HTTP_CONTENT_DECODING, 0L);
+  } else {
+    curl_easy_setopt(h, CURLOPT_ACCEPT_ENCODING, "");
+  }
   curl_easy_setopt(h, CURLOPT_USERAGENT, e->user_agent);
   curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
   curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
@@ -1365,68 +1374,6 @@ out:
   free(safe);
 }
 
-/* Decode q's body (as received, Content-Encoding q->r.encoding) in place, unless the
- * consumer decodes (decompress_caller). max_body caps the decoded size and
- * max_ratio the decoded/wire ratio once past 1 MiB, as dltc_inflate does. Returns 0;
- * DLTC_EPARSE (corrupt or truncated data, q->last says so: retryable), or
- * DLTC_ELIMIT / DLTC_ENOMEM with the final message in msg. */
-static int decode_body(struct dltc_engine *e, struct req *q, char *msg, size_t size) {
-  if (e->cfg.decompress_caller || q->r.encoding == DLTC_ENC_IDENTITY || !q->r.body_len)
-    return 0;
-  const uint8_t *in = (const uint8_t *)q->r.body;
-  size_t n = q->r.body_len, max = (size_t)e->cfg.max_body;
-  enum dltc_encoding enc = (enum dltc_encoding)q->r.encoding;
-  /* the cap dltc_inflate applies: max_body, or the ratio bound once past its floor */
-  double rl = fmax(e->cfg.max_ratio * (double)n, (double)DLTC_INFLATE_RATIO_FLOOR);
-  int by_ratio = rl < (double)max;
-  size_t limit = by_ratio ? (size_t)rl : max;
-  /* a buffer of the announced size (+1 for the NUL): the usual case needs no regrowth;
-   * the announcement may lie, so never more than the cap */
-  size_t hint = dltc_inflate_size_hint(in, n, enc);
-  char *dst = hint && hint <= limit ? malloc(hint + 1) : NULL;
-  uint8_t *out = NULL;
-  size_t len = 0;
-  struct dltc_error err;
-  int rc = dltc_inflate(in, n, enc, max, e->cfg.max_ratio, (uint8_t *)dst, dst ? hint + 1 : 0, &out,
-                        &len, &err);
-  char *body = (char *)out;
-  if (rc == 0 && (out != (uint8_t *)dst || len == hint + 1)) {
-    /* dltc_inflate grew a buffer of its own (plain malloc), or filled dst: room for the NUL */
-    if (out != (uint8_t *)dst)
-      free(dst);
-    dst = NULL;
-    if (!(body = realloc(out, len + 1))) {
-      free(out);
-      rc = DLTC_ENOMEM;
-    }
-  }
-  if (!rc && !body)
-    rc = DLTC_ENOMEM;
-  if (rc) {
-    free(dst);
-    if (rc == DLTC_EPARSE)
-      snprintf(q->last, sizeof q->last, "bad %s body from %s: %.150s", dltc_encoding_name(enc),
-               q->safe_url, err.msg);
-    else if (rc == DLTC_ELIMIT && by_ratio)
-      snprintf(msg, size, "body of %s decompresses more than max_ratio (%.0f:1)", q->safe_url,
-               e->cfg.max_ratio);
-    else if (rc == DLTC_ELIMIT)
-      snprintf(msg, size, "body of %s larger than max_body (%lld bytes)", q->safe_url,
-               (long long)e->cfg.max_body);
-    else
-      snprintf(msg, size, "out of memory decoding the body of %s", q->safe_url);
-    return rc == DLTC_EPARSE || rc == DLTC_ELIMIT ? rc : DLTC_ENOMEM;
-  }
-  body[len] = '\0';
-  free(q->r.body);
-  q->r.body = body;
-  q->r.body_len = len;
-  q->body_cap = len + 1;
-  q->r.encoding = DLTC_ENC_IDENTITY;
-  e->cnt.decoded_bytes = e->cnt.decoded_bytes - n + len; /* on_done counted n */
-  return 0;
-}
-
 static int retry_cause_of(CURLcode rc) {
   switch (rc) {
   case CURLE_COULDNT_RESOLVE_HOST:
@@ -1508,11 +1455,11 @@ static void on_done(struct dltc_engine *e, struct req *q, CURLcode rc, double no
       if (v && dltc_link_find(v, strlen(v), "next", &off, &len) == 0)
         q->r.link_next = strndup(v + off, len);
     }
-    {
+    if (e->cfg.decompress_caller) {
       enum dltc_encoding enc;
       struct dltc_error eerr;
       if (dltc_encoding_parse(hdr_find(q, "Content-Encoding"), &enc, &eerr) == 0) {
-        q->r.encoding = q->r.body_len ? (int)enc : DLTC_ENC_IDENTITY;
+        q->r.encoding = (int)enc;
       } else if (status >= 200 && status < 300) {
         bad_encoding = 1; /* the body would be unreadable: fail it here, named */
         snprintf(msg, sizeof msg, "%.200s from %s", eerr.msg, q->safe_url);
@@ -1532,6 +1479,10 @@ static void on_done(struct dltc_engine *e, struct req *q, CURLcode rc, double no
     if (q->abort == ABORT_BODY || rc == CURLE_FILESIZE_EXCEEDED) {
       snprintf(msg, sizeof msg, "body of %s larger than max_body (%lld bytes)", q->safe_url,
                (long long)e->cfg.max_body);
+      finish_error(e, q, DLTC_ELIMIT, msg, now);
+    } else if (q->abort == ABORT_RATIO) {
+      snprintf(msg, sizeof msg, "body of %s decompresses more than max_ratio (%.0f:1)", q->safe_url,
+               e->cfg.max_ratio);
       finish_error(e, q, DLTC_ELIMIT, msg, now);
     } else if (q->abort == ABORT_NOMEM) {
       finish_error(e, q, DLTC_ENOMEM, "out of memory receiving a body", now);
@@ -1592,17 +1543,10 @@ static void on_done(struct dltc_engine *e, struct req *q, CURLcode rc, double no
     body_snippet(q, msg, sizeof msg);
     finish_error(e, q, DLTC_EHTTP, msg, now);
   } else {
-    int drc = decode_body(e, q, msg, sizeof msg);
-    if (drc == DLTC_EPARSE) { /* corrupt or cut short on the way: as a truncated transfer */
-      retry_or_fail(e, q, DLTC_RC_TRUNCATED, -1, DLTC_ENET, now);
-    } else if (drc) {
-      finish_error(e, q, drc, msg, now);
-    } else {
-      if (!q->r.body)
-        q->r.body = calloc(1, 1);
-      window_success(e, q);
-      finish_ok(e, q, now);
-    }
+    if (!q->r.body)
+      q->r.body = calloc(1, 1);
+    window_success(e, q);
+    finish_ok(e, q, now);
   }
 out:
   free(loc);
