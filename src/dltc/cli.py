@@ -227,8 +227,6 @@ def run_sharded_cli(args: argparse.Namespace, name: str, factory: Any, items: Li
 
 
 def run_chess(args: argparse.Namespace) -> int:
-    import dlt
-
     from dltc import chess
 
     if args.workers is not None:
@@ -273,6 +271,14 @@ def run_chess(args: argparse.Namespace) -> int:
     except (OSError, ValueError) as e:
         print(f"dltc chess: {e}", file=sys.stderr)
         return 2
+    return _run_pipeline("chess", args, src, bar, stats)
+
+
+def _run_pipeline(command: str, args: argparse.Namespace, src: Any, bar: Any, stats: Any) -> int:
+    """Run `src` into the pipeline the shared options name; print the summary (0) or the
+    innermost cause of a failure (1)."""
+    import dlt
+
     kw: Dict[str, Any] = {}
     if args.pipelines_dir:
         kw["pipelines_dir"] = args.pipelines_dir
@@ -288,7 +294,7 @@ def run_chess(args: argparse.Namespace) -> int:
         cause: BaseException = e
         while cause.__cause__ is not None:
             cause = cause.__cause__
-        print(f"dltc chess: failed: {cause}", file=sys.stderr)
+        print(f"dltc {command}: failed: {cause}", file=sys.stderr)
         return 1
     wall = time.perf_counter() - t0
     if bar:
@@ -400,8 +406,6 @@ def _run_rest_api_sharded(args: argparse.Namespace) -> int:
 
 
 def run_rest_api(args: argparse.Namespace) -> int:
-    import dlt
-
     if args.workers is not None:
         return _run_rest_api_sharded(args)
 
@@ -423,28 +427,7 @@ def run_rest_api(args: argparse.Namespace) -> int:
     except Exception as e:  # a bad file or config: dlt's message
         print(f"dltc rest-api: {e}", file=sys.stderr)
         return 2
-    kw: Dict[str, Any] = {}
-    if args.pipelines_dir:
-        kw["pipelines_dir"] = args.pipelines_dir
-    pipeline = dlt.pipeline(
-        pipeline_name=args.pipeline_name, destination=args.destination, dataset_name=args.dataset_name, **kw
-    )
-    t0 = time.perf_counter()
-    try:
-        pipeline.run(src)
-    except Exception as e:  # dlt wraps the cause; show the innermost message
-        if bar:
-            bar.close()
-        cause: BaseException = e
-        while cause.__cause__ is not None:
-            cause = cause.__cause__
-        print(f"dltc rest-api: failed: {cause}", file=sys.stderr)
-        return 1
-    wall = time.perf_counter() - t0
-    if bar:
-        bar.close()
-    print(summary_table(row_counts(pipeline), wall, stats))
-    return 0
+    return _run_pipeline("rest-api", args, src, bar, stats)
 
 
 def main(argv: Optional[List[str]] = None) -> int:
