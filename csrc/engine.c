@@ -25,6 +25,7 @@
 #include <strings.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -34,9 +35,8 @@
 #include "limit.h"
 #include "version.h"
 
-#define RATIO_FLOOR (1 << 20) /* decoded bytes before the ratio check applies */
-#define SNIPPET 200           /* body bytes quoted in an error */
-#define LAT_SAMPLES 65536     /* latency reservoir */
+#define SNIPPET 200       /* body bytes quoted in an error */
+#define LAT_SAMPLES 65536 /* latency reservoir */
 #define MAX_HOSTS 4096
 #define MAX_SECRETS 8
 #define BUFFER_SIZE (64 * 1024) /* libcurl receive buffer per handle */
@@ -44,7 +44,7 @@
 
 #define LAT_BATCH 1024
 
-enum abort_reason { ABORT_NONE, ABORT_BODY, ABORT_RATIO, ABORT_NOMEM };
+enum abort_reason { ABORT_NONE, ABORT_BODY, ABORT_NOMEM };
 
 /* Counters the engine thread bumps without locking; copied to the shared
  * stats under smu once per loop iteration. */
@@ -145,6 +145,7 @@ struct dltc_engine {
   size_t n_allowed;
   char *ca_file, *user_agent;
   struct curl_slist *base_hdrs, *base_hdrs_public; /* public: without secrets */
+  int n_std; /* the first n_std lines of both: the engine's own (User-Agent, ...) */
   char *secrets[MAX_SECRETS];
   size_t n_secrets;
   struct auth *auths[DLTC_MAX_AUTH + 1]; /* by handle; [0] unused */
@@ -167,7 +168,9 @@ struct dltc_engine {
 
   /* engine thread only */
   CURLM *multi;
-  int epfd, evfd;   /* epoll flavour */
+  int epfd, evfd;      /* epoll flavour */
+  struct fdstate *fds; /* epoll flavour: by fd number, what the epoll set holds */
+  int n_fds;
   double timer_due; /* epoll flavour: when libcurl wants a timeout call, <0 none */
   struct host *hosts;
   size_t n_hosts;
@@ -660,17 +663,17 @@ static int build_hdrs(struct dltc_engine *e, struct req *q) {
   curl_slist_free_all(q->hdrs);
   q->hdrs = NULL;
   q->auth_node = NULL;
-  if (!q->internal)
-    for (struct curl_slist *it = e->base_hdrs; it; it = it->next) {
-      const char *d = it->data;
-      size_t n = line_name_len(d);
-      if ((pub && is_secret_header(d)) || list_has(q->user, d, n) ||
-          (aline && line_is(d, aline, an)) || (q->body_dropped && is_body_header(d)))
-        continue;
-      if (!(t = curl_slist_append(l, d)))
-        goto nomem;
-      l = t;
-    }
+  int i = 0;
+  for (struct curl_slist *it = e->base_hdrs; it; it = it->next, i++) {
+    const char *d = it->data;
+    size_t n = line_name_len(d);
+    if ((q->internal && i >= e->n_std) || (pub && is_secret_header(d)) || list_has(q->user, d, n) ||
+        (aline && line_is(d, aline, an)) || (q->body_dropped && is_body_header(d)))
+      continue;
+    if (!(t = curl_slist_append(l, d)))
+      goto nomem;
+    l = t;
+  }
   for (struct curl_slist *it = q->user; it; it = it->next) {
     const char *d = it->data;
     if ((pub && is_secret_header(d)) || (aline && line_is(d, aline, an)) ||
@@ -782,6 +785,8 @@ static void active_del(struct dltc_engine *e, struct req *q) {
 
 /* ---- transfers ---------------------------------------------------------------------- */
 
+/* The body as received (libcurl decodes nothing): max_body caps its wire bytes here,
+ * while streaming; decode_body caps the decoded bytes. */
 static size_t on_write(char *p, size_t size, size_t nmemb, void *ud) {
   struct req *q = ud;
   struct dltc_engine *e = q->e;
@@ -814,14 +819,6 @@ static size_t on_write(char *p, size_t size, size_t nmemb, void *ud) {
   memcpy(q->r.body + q->r.body_len, p, n);
   q->r.body_len = need;
   q->r.body[need] = '\0';
-  if (need > RATIO_FLOOR && q->slot) {
-    curl_off_t wire = 0;
-    curl_easy_getinfo(q->slot->easy, CURLINFO_SIZE_DOWNLOAD_T, &wire);
-    if (wire > 0 && (double)need > e->cfg.max_ratio * (double)wire) {
-      q->abort = ABORT_RATIO;
-      return 0;
-    }
-  }
   return n;
 }
 
@@ -904,6 +901,9 @@ static const char *hdr_find(const struct req *q, const char *name) {
   return NULL;
 }
 
+static curl_socket_t open_socket(void *ud, curlsocktype purpose, struct curl_sockaddr *a);
+static int close_socket(void *ud, curl_socket_t fd);
+
 static struct slot *slot_get(struct dltc_engine *e) {
   struct slot *s = e->pool;
   if (s) {
@@ -925,18 +925,23 @@ static struct slot *slot_get(struct dltc_engine *e) {
   curl_easy_setopt(h, CURLOPT_ERRORBUFFER, s->errbuf);
   curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_write);
   curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
-  if (c->decompress_caller) {
-    /* decoding is the consumer's job (inflate.c), off this thread: the body stays raw */
-    curl_easy_setopt(h, CURLOPT_ACCEPT_ENCODING, "gzip, br");
-    curl_easy_setopt(h, CURLOPT_HTTP_CONTENT_DECODING, 0L);
-  } else {
-    curl_easy_setopt(h, CURLOPT_ACCEPT_ENCODING, "");
-  }
-  curl_easy_setopt(h, CURLOPT_USERAGENT, e->user_agent);
+  /* libcurl never decodes: the body arrives as sent and decode_body() (libdeflate,
+   * one pass, no per-response 40 KB zlib state to calloc) decodes it at the end, or
+   * the consumer does (decompress_caller). Accept-Encoding and User-Agent are lines
+   * of base_hdrs, not CURLOPT_ACCEPT_ENCODING / CURLOPT_USERAGENT: libcurl formats
+   * those into a string of their own before every transfer and then once more into
+   * the request, a character at a time */
+  curl_easy_setopt(h, CURLOPT_HTTP_CONTENT_DECODING, 0L);
   curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
   curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
   curl_easy_setopt(h, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
   curl_easy_setopt(h, CURLOPT_BUFFERSIZE, (long)BUFFER_SIZE);
+  if (c->loop == DLTC_LOOP_EPOLL) {
+    curl_easy_setopt(h, CURLOPT_OPENSOCKETFUNCTION, open_socket);
+    curl_easy_setopt(h, CURLOPT_OPENSOCKETDATA, e);
+    curl_easy_setopt(h, CURLOPT_CLOSESOCKETFUNCTION, close_socket);
+    curl_easy_setopt(h, CURLOPT_CLOSESOCKETDATA, e);
+  }
   if (c->connect_timeout > 0)
     curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, (long)(c->connect_timeout * 1000));
   if (c->timeout > 0)
@@ -1374,6 +1379,68 @@ out:
   free(safe);
 }
 
+/* Decode q's body (as received, Content-Encoding q->r.encoding) in place, unless the
+ * consumer decodes (decompress_caller). max_body caps the decoded size and
+ * max_ratio the decoded/wire ratio once past 1 MiB, as dltc_inflate does. Returns 0;
+ * DLTC_EPARSE (corrupt or truncated data, q->last says so: retryable), or
+ * DLTC_ELIMIT / DLTC_ENOMEM with the final message in msg. */
+static int decode_body(struct dltc_engine *e, struct req *q, char *msg, size_t size) {
+  if (e->cfg.decompress_caller || q->r.encoding == DLTC_ENC_IDENTITY || !q->r.body_len)
+    return 0;
+  const uint8_t *in = (const uint8_t *)q->r.body;
+  size_t n = q->r.body_len, max = (size_t)e->cfg.max_body;
+  enum dltc_encoding enc = (enum dltc_encoding)q->r.encoding;
+  /* the cap dltc_inflate applies: max_body, or the ratio bound once past its floor */
+  double rl = fmax(e->cfg.max_ratio * (double)n, (double)DLTC_INFLATE_RATIO_FLOOR);
+  int by_ratio = rl < (double)max;
+  size_t limit = by_ratio ? (size_t)rl : max;
+  /* a buffer of the announced size (+1 for the NUL): the usual case needs no regrowth;
+   * the announcement may lie, so never more than the cap */
+  size_t hint = dltc_inflate_size_hint(in, n, enc);
+  char *dst = hint && hint <= limit ? malloc(hint + 1) : NULL;
+  uint8_t *out = NULL;
+  size_t len = 0;
+  struct dltc_error err;
+  int rc = dltc_inflate(in, n, enc, max, e->cfg.max_ratio, (uint8_t *)dst, dst ? hint + 1 : 0, &out,
+                        &len, &err);
+  char *body = (char *)out;
+  if (rc == 0 && (out != (uint8_t *)dst || len == hint + 1)) {
+    /* dltc_inflate grew a buffer of its own (plain malloc), or filled dst: room for the NUL */
+    if (out != (uint8_t *)dst)
+      free(dst);
+    dst = NULL;
+    if (!(body = realloc(out, len + 1))) {
+      free(out);
+      rc = DLTC_ENOMEM;
+    }
+  }
+  if (!rc && !body)
+    rc = DLTC_ENOMEM;
+  if (rc) {
+    free(dst);
+    if (rc == DLTC_EPARSE)
+      snprintf(q->last, sizeof q->last, "bad %s body from %s: %.150s", dltc_encoding_name(enc),
+               q->safe_url, err.msg);
+    else if (rc == DLTC_ELIMIT && by_ratio)
+      snprintf(msg, size, "body of %s decompresses more than max_ratio (%.0f:1)", q->safe_url,
+               e->cfg.max_ratio);
+    else if (rc == DLTC_ELIMIT)
+      snprintf(msg, size, "body of %s larger than max_body (%lld bytes)", q->safe_url,
+               (long long)e->cfg.max_body);
+    else
+      snprintf(msg, size, "out of memory decoding the body of %s", q->safe_url);
+    return rc == DLTC_EPARSE || rc == DLTC_ELIMIT ? rc : DLTC_ENOMEM;
+  }
+  body[len] = '\0';
+  free(q->r.body);
+  q->r.body = body;
+  q->r.body_len = len;
+  q->body_cap = len + 1;
+  q->r.encoding = DLTC_ENC_IDENTITY;
+  e->cnt.decoded_bytes = e->cnt.decoded_bytes - n + len; /* on_done counted n */
+  return 0;
+}
+
 static int retry_cause_of(CURLcode rc) {
   switch (rc) {
   case CURLE_COULDNT_RESOLVE_HOST:
@@ -1455,11 +1522,11 @@ static void on_done(struct dltc_engine *e, struct req *q, CURLcode rc, double no
       if (v && dltc_link_find(v, strlen(v), "next", &off, &len) == 0)
         q->r.link_next = strndup(v + off, len);
     }
-    if (e->cfg.decompress_caller) {
+    {
       enum dltc_encoding enc;
       struct dltc_error eerr;
       if (dltc_encoding_parse(hdr_find(q, "Content-Encoding"), &enc, &eerr) == 0) {
-        q->r.encoding = (int)enc;
+        q->r.encoding = q->r.body_len ? (int)enc : DLTC_ENC_IDENTITY;
       } else if (status >= 200 && status < 300) {
         bad_encoding = 1; /* the body would be unreadable: fail it here, named */
         snprintf(msg, sizeof msg, "%.200s from %s", eerr.msg, q->safe_url);
@@ -1479,10 +1546,6 @@ static void on_done(struct dltc_engine *e, struct req *q, CURLcode rc, double no
     if (q->abort == ABORT_BODY || rc == CURLE_FILESIZE_EXCEEDED) {
       snprintf(msg, sizeof msg, "body of %s larger than max_body (%lld bytes)", q->safe_url,
                (long long)e->cfg.max_body);
-      finish_error(e, q, DLTC_ELIMIT, msg, now);
-    } else if (q->abort == ABORT_RATIO) {
-      snprintf(msg, sizeof msg, "body of %s decompresses more than max_ratio (%.0f:1)", q->safe_url,
-               e->cfg.max_ratio);
       finish_error(e, q, DLTC_ELIMIT, msg, now);
     } else if (q->abort == ABORT_NOMEM) {
       finish_error(e, q, DLTC_ENOMEM, "out of memory receiving a body", now);
@@ -1543,10 +1606,17 @@ static void on_done(struct dltc_engine *e, struct req *q, CURLcode rc, double no
     body_snippet(q, msg, sizeof msg);
     finish_error(e, q, DLTC_EHTTP, msg, now);
   } else {
-    if (!q->r.body)
-      q->r.body = calloc(1, 1);
-    window_success(e, q);
-    finish_ok(e, q, now);
+    int drc = decode_body(e, q, msg, sizeof msg);
+    if (drc == DLTC_EPARSE) { /* corrupt or cut short on the way: as a truncated transfer */
+      retry_or_fail(e, q, DLTC_RC_TRUNCATED, -1, DLTC_ENET, now);
+    } else if (drc) {
+      finish_error(e, q, drc, msg, now);
+    } else {
+      if (!q->r.body)
+        q->r.body = calloc(1, 1);
+      window_success(e, q);
+      finish_ok(e, q, now);
+    }
   }
 out:
   free(loc);
@@ -1568,13 +1638,71 @@ static void drain_messages(struct dltc_engine *e) {
   }
 }
 
-/* epoll flavour: libcurl tells us which sockets to watch and when to time out. */
+/* epoll flavour: libcurl tells us which sockets to watch and when to time out.
+ *
+ * A kept-alive connection is handed back after every transfer (CURL_POLL_REMOVE)
+ * and wanted again (CURL_POLL_IN) by the next one a moment later: two epoll_ctl
+ * calls per request for nothing. So a connection socket (one libcurl opened and
+ * will close through open_socket/close_socket, where we see it) stays in the epoll
+ * set while idle; an event on it then, when libcurl is not watching it, removes it
+ * for real. Any other socket libcurl watches (a resolver's socketpair, closed
+ * without the close callback) is removed at once, as libcurl asks. */
+struct fdstate {
+  uint32_t events;    /* what the epoll set holds for this fd; 0: not in the set */
+  unsigned ours : 1;  /* opened by open_socket; close_socket will tell its end */
+  unsigned watch : 1; /* libcurl currently wants events on it */
+};
+
+static struct fdstate *fd_state(struct dltc_engine *e, curl_socket_t fd) {
+  if (fd < 0)
+    return NULL;
+  if (fd >= e->n_fds) {
+    int n = e->n_fds ? e->n_fds : 64;
+    while (n <= fd)
+      n *= 2;
+    struct fdstate *nf = realloc(e->fds, (size_t)n * sizeof *nf);
+    if (!nf)
+      return NULL;
+    memset(nf + e->n_fds, 0, (size_t)(n - e->n_fds) * sizeof *nf);
+    e->fds = nf;
+    e->n_fds = n;
+  }
+  return &e->fds[fd];
+}
+
+static curl_socket_t open_socket(void *ud, curlsocktype purpose, struct curl_sockaddr *a) {
+  (void)purpose;
+  struct dltc_engine *e = ud;
+  curl_socket_t fd = socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
+  struct fdstate *st = fd >= 0 ? fd_state(e, fd) : NULL;
+  if (st)
+    *st = (struct fdstate){.ours = 1};
+  return fd;
+}
+
+static int close_socket(void *ud, curl_socket_t fd) {
+  struct dltc_engine *e = ud;
+  if (fd >= 0 && fd < e->n_fds)
+    e->fds[fd] = (struct fdstate){0}; /* close() takes it out of the epoll set */
+  return close(fd);
+}
+
 static int on_socket(CURL *easy, curl_socket_t fd, int what, void *ud, void *sockp) {
   (void)easy;
+  (void)sockp;
   struct dltc_engine *e = ud;
+  struct fdstate *st = fd_state(e, fd), none = {0};
+  if (!st) { /* out of memory for the table: plain ADD/DEL for this fd */
+    st = &none;
+    none.events = EPOLLIN | EPOLLOUT; /* unknown: never skip a call */
+  }
   if (what == CURL_POLL_REMOVE) {
-    epoll_ctl(e->epfd, EPOLL_CTL_DEL, fd, NULL);
-    return 0; /* libcurl forgets the assignment itself */
+    st->watch = 0;
+    if (!st->ours && st->events) {
+      epoll_ctl(e->epfd, EPOLL_CTL_DEL, fd, NULL);
+      st->events = 0;
+    }
+    return 0;
   }
   struct epoll_event ev = {0};
   ev.data.fd = fd;
@@ -1582,15 +1710,15 @@ static int on_socket(CURL *easy, curl_socket_t fd, int what, void *ud, void *soc
     ev.events |= EPOLLIN;
   if (what & CURL_POLL_OUT)
     ev.events |= EPOLLOUT;
-  /* sockp is what we assigned: non-NULL once the fd is in the epoll set, so one
-   * epoll_ctl per change instead of a failing MOD before each ADD */
-  if (sockp) {
+  st->watch = 1;
+  if (st->events == ev.events && st != &none)
+    return 0; /* already so in the set: the idle connection libcurl takes up again */
+  if (st->events) {
     epoll_ctl(e->epfd, EPOLL_CTL_MOD, fd, &ev);
-  } else {
-    if (epoll_ctl(e->epfd, EPOLL_CTL_ADD, fd, &ev) != 0 && errno == EEXIST)
-      epoll_ctl(e->epfd, EPOLL_CTL_MOD, fd, &ev);
-    curl_multi_assign(e->multi, fd, e);
+  } else if (epoll_ctl(e->epfd, EPOLL_CTL_ADD, fd, &ev) != 0 && errno == EEXIST) {
+    epoll_ctl(e->epfd, EPOLL_CTL_MOD, fd, &ev);
   }
+  st->events = ev.events;
   return 0;
 }
 
@@ -1633,6 +1761,14 @@ static void wait_and_drive(struct dltc_engine *e, int timeout_ms) {
       uint64_t v;
       ssize_t r = read(e->evfd, &v, sizeof v);
       (void)r;
+      continue;
+    }
+    if (fd < e->n_fds && !e->fds[fd].watch) {
+      /* an idle connection kept in the set (on_socket): its peer closed it or sent
+       * something unasked; libcurl finds that out when it next checks the
+       * connection, so only stop watching it */
+      epoll_ctl(e->epfd, EPOLL_CTL_DEL, fd, NULL);
+      e->fds[fd].events = 0;
       continue;
     }
     int mask = 0;
@@ -1822,6 +1958,10 @@ int dltc_engine_new(const struct dltc_engine_config *cfg, struct dltc_engine **o
   }
   if (cfg->ca_file && !(e->ca_file = strdup(cfg->ca_file)))
     goto nomem;
+  if (cfg->user_agent && strpbrk(cfg->user_agent, "\r\n")) {
+    rc = dltc_error_set(err, DLTC_EINVAL, "user_agent must be a single line");
+    goto out;
+  }
   if (cfg->user_agent) {
     e->user_agent = strdup(cfg->user_agent);
   } else {
@@ -1831,6 +1971,28 @@ int dltc_engine_new(const struct dltc_engine_config *cfg, struct dltc_engine **o
   }
   if (!e->user_agent)
     goto nomem;
+  /* the engine's own lines first (n_std), each unless the client's headers name it */
+  {
+    char ua[600];
+    snprintf(ua, sizeof ua, "User-Agent: %.512s", e->user_agent);
+    const char *std[] = {ua, "Accept-Encoding: gzip, br"};
+    for (size_t k = 0; k < sizeof std / sizeof std[0]; k++) {
+      size_t n = line_name_len(std[k]);
+      int given = 0;
+      for (size_t i = 0; i < cfg->n_headers; i++)
+        given |= cfg->headers[i] && line_is(cfg->headers[i], std[k], n);
+      if (given)
+        continue;
+      struct curl_slist *l = curl_slist_append(e->base_hdrs, std[k]);
+      if (!l)
+        goto nomem;
+      e->base_hdrs = l;
+      if (!(l = curl_slist_append(e->base_hdrs_public, std[k])))
+        goto nomem;
+      e->base_hdrs_public = l;
+      e->n_std++;
+    }
+  }
   for (size_t i = 0; i < cfg->n_headers; i++) {
     const char *line = cfg->headers[i];
     if (!line || strpbrk(line, "\r\n") || !strchr(line, ':')) {
@@ -2402,6 +2564,7 @@ void dltc_engine_free(struct dltc_engine *e) {
     close(e->epfd);
   if (e->evfd >= 0)
     close(e->evfd);
+  free(e->fds);
   pthread_cond_destroy(&e->cv);
   pthread_cond_destroy(&e->lcv);
   pthread_mutex_destroy(&e->mu);

@@ -71,8 +71,9 @@ struct dltc_response {
   int attempts;
   double elapsed;        /* seconds from first attempt start to completion */
   int http_version;      /* 10, 11, 20, 30, 0 unknown */
-  int encoding;          /* enum dltc_encoding (inflate.h) of body: DLTC_ENC_IDENTITY unless
-                            decompress_caller, then the response's Content-Encoding */
+  int encoding;          /* enum dltc_encoding (inflate.h) of body: DLTC_ENC_IDENTITY on
+                            success unless decompress_caller; else the response's
+                            Content-Encoding (error bodies are not decoded) */
   const char *method;    /* method of the last hop (a 303 turns POST into GET) */
   const char *final_url; /* URL of the last hop (== url without redirects); never holds
                             an API key added by auth */

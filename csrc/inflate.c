@@ -1,7 +1,8 @@
-/* Bounded content decoding (gzip via libdeflate, br via libbrotlidec) for bodies the
- * engine hands over undecoded, so that decompression runs on the consumer's threads
- * instead of the single network thread. The output grows geometrically from a size
- * hint up to one cap (max_out, or max_ratio * input once past the ratio floor). */
+/* Bounded content decoding (gzip via libdeflate, br via libbrotlidec) of whole bodies:
+ * the engine's own (one pass when a transfer ends) and the consumer's, for bodies the
+ * engine hands over undecoded (decompress="caller"). The output grows geometrically
+ * from a size hint up to one cap (max_out, or max_ratio * input once past the ratio
+ * floor). */
 #include "inflate.h"
 
 #include <brotli/decode.h>
@@ -106,6 +107,32 @@ static void set_deflate_allocator(void) {
 }
 static pthread_once_t deflate_once = PTHREAD_ONCE_INIT;
 
+/* One decompressor per thread, kept between calls: allocating one is a ~10 KB
+ * malloc plus table set-up, more work than decoding a small body. Freed when the
+ * thread exits (the key's destructor). */
+static pthread_key_t deflate_key;
+static void deflate_key_free(void *d) { libdeflate_free_decompressor(d); }
+static void deflate_init(void) {
+  set_deflate_allocator();
+  if (pthread_key_create(&deflate_key, deflate_key_free) != 0)
+    deflate_key = (pthread_key_t)-1;
+}
+
+/* This thread's decompressor (allocated on first use), or NULL out of memory;
+ * *owned says the caller must free it (no thread-specific storage). */
+static struct libdeflate_decompressor *thread_decompressor(int *owned) {
+  pthread_once(&deflate_once, deflate_init);
+  *owned = 0;
+  struct libdeflate_decompressor *d = NULL;
+  if (deflate_key != (pthread_key_t)-1 && (d = pthread_getspecific(deflate_key)))
+    return d;
+  if (!(d = libdeflate_alloc_decompressor()))
+    return NULL;
+  if (deflate_key == (pthread_key_t)-1 || pthread_setspecific(deflate_key, d) != 0)
+    *owned = 1;
+  return d;
+}
+
 static int all_zero(const uint8_t *p, size_t n) {
   for (size_t i = 0; i < n; i++)
     if (p[i])
@@ -115,9 +142,8 @@ static int all_zero(const uint8_t *p, size_t n) {
 
 static int inflate_gzip(const uint8_t *in, size_t n, size_t limit, struct obuf *b, int *over_cap,
                         struct dltc_error *err) {
-  int rc = 0;
-  pthread_once(&deflate_once, set_deflate_allocator);
-  struct libdeflate_decompressor *d = libdeflate_alloc_decompressor();
+  int rc = 0, owned = 0;
+  struct libdeflate_decompressor *d = thread_decompressor(&owned);
   if (!d) {
     rc = dltc_error_set(err, DLTC_ENOMEM, "out of memory creating a gzip decoder");
     goto out;
@@ -161,7 +187,8 @@ static int inflate_gzip(const uint8_t *in, size_t n, size_t limit, struct obuf *
     }
   }
 out:
-  libdeflate_free_decompressor(d);
+  if (owned)
+    libdeflate_free_decompressor(d);
   return rc;
 }
 
@@ -263,6 +290,13 @@ int dltc_inflate(const uint8_t *in, size_t n, enum dltc_encoding enc, size_t max
     b.len = n;
   } else {
     size_t first = dltc_inflate_size_hint(in, n, enc);
+    if (enc == DLTC_ENC_GZIP && first > limit) {
+      /* the last member alone announces more than the cap (its true size is ISIZE
+       * plus a multiple of 4 GiB): refuse before a byte is decoded, so a bomb costs
+       * no memory; a trailer that lies makes the body corrupt, an error either way */
+      rc = cap_error(enc, n, limit, by_ratio, max_ratio, err);
+      goto out;
+    }
     if (first == 0)
       first = n > FIRST_GUESS_MIN / 4 ? n * 4 : FIRST_GUESS_MIN;
     if (first > limit + 1)

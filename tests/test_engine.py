@@ -483,6 +483,36 @@ def test_oversized_body_refused(data, tiny_server):
         assert r.error and "max_ratio" in r.error
 
 
+def test_engine_decodes_gzip_itself_and_retries_a_corrupt_body(tiny_server):
+    # libcurl hands the body over as sent; the engine decodes it (libdeflate) at the end
+    base, h = tiny_server
+    doc = b'{"k": "' + b"v" * 5000 + b'"}'
+    bad = bytearray(gzip.compress(doc))
+    bad[len(bad) // 2] ^= 0xFF  # a flipped byte in the deflate stream (or its CRC)
+    h.routes["/gz"] = (200, {"Content-Encoding": "gzip"}, gzip.compress(doc))
+    h.routes["/two"] = (200, {"Content-Encoding": "gzip"}, gzip.compress(doc) + gzip.compress(doc))
+    h.routes["/bad"] = (200, {"Content-Encoding": "gzip"}, bytes(bad))
+    h.routes["/zstd"] = (200, {"Content-Encoding": "zstd"}, b"\x28\xb5\x2f\xfd")
+    h.routes["/err"] = (404, {"Content-Encoding": "gzip"}, gzip.compress(b"no such thing"))
+    with Client(max_attempts=2, backoff_base=0.01) as c:
+        for p in ("/gz", "/two", "/bad", "/zstd", "/err"):
+            c.submit(base + p, tag=p)
+        got = {r.tag: r for r in drain(c)}
+        st = c.stats()
+    assert got["/gz"].error is None and got["/gz"].body == doc
+    assert got["/gz"].content_encoding is None
+    assert got["/two"].body == doc + doc  # concatenated members, as gzip(1)
+    bad_r = got["/bad"]
+    assert bad_r.error and "bad gzip body" in bad_r.error and base + "/bad" in bad_r.error
+    assert bad_r.attempts == 2 and bad_r.body is None  # retried as a truncated transfer
+    assert st["retries_by_cause"]["truncated"] == 1
+    assert "unsupported Content-Encoding" in got["/zstd"].error and got["/zstd"].attempts == 1
+    assert "HTTP 404" in got["/err"].error and "no such thing" in got["/err"].error
+    # every attempt counts; bodies that were not decoded count as received
+    assert st["decoded_bytes"] == (3 * len(doc) + 2 * len(bad) + 4
+                                   + len(gzip.compress(b"no such thing")))
+
+
 def test_headers_user_agent_and_secrets_never_in_errors(tiny_server):
     base, h = tiny_server
     h.routes["/echo"] = (403, {}, lambda req: ("you sent " + req.headers.get("Authorization", "")
