@@ -124,6 +124,8 @@ struct req {
   int has_body, body_dropped; /* dropped: a 301/302/303 turned the request into a GET */
   struct auth *auth;
   char *send_url;     /* url with the API key added by auth, or NULL */
+  CURLU *uh;          /* url as parsed at submit, handed to libcurl (CURLOPT_CURLU) on the
+                         first hop so the engine thread does not parse it again; or NULL */
   uint64_t token_gen; /* OAuth2: generation of the token last sent */
   int auth_retried;   /* OAuth2: already retried after a 401 */
   int internal;       /* an OAuth2 token request of the engine itself */
@@ -145,7 +147,8 @@ struct dltc_engine {
   size_t n_allowed;
   char *ca_file, *user_agent;
   struct curl_slist *base_hdrs, *base_hdrs_public; /* public: without secrets */
-  int n_std; /* the first n_std lines of both: the engine's own (User-Agent, ...) */
+  int n_std;        /* the first n_std lines of both: the engine's own (User-Agent, ...) */
+  int no_proxy_env; /* no proxy variable was set when the engine started */
   char *secrets[MAX_SECRETS];
   size_t n_secrets;
   struct auth *auths[DLTC_MAX_AUTH + 1]; /* by handle; [0] unused */
@@ -263,6 +266,7 @@ static void req_free(struct req *q) {
   free(q->method);
   free(q->body);
   free(q->send_url);
+  curl_url_cleanup(q->uh);
   free(q->r.headers);
   free(q);
 }
@@ -284,10 +288,11 @@ static int host_allowed(const struct dltc_engine *e, const char *host) {
   return 0;
 }
 
-/* Parse url into its host name, "host:port" key and a credential-free form.
+/* Parse url into its host name, "host:port" key and a credential-free form; with
+ * uh_out, also the parsed URL itself when it holds no credentials (else NULL).
  * Returns 0, or a DLTC_E* code with a message in msg (no allocation kept). */
 static int parse_target(const char *url, char **host_out, char **key_out, char **safe_out,
-                        char *msg, size_t msg_size) {
+                        CURLU **uh_out, char *msg, size_t msg_size) {
   int rc = DLTC_EINVAL;
   CURLU *u = curl_url();
   char *scheme = NULL, *host = NULL, *port = NULL, *safe = NULL, *key = NULL;
@@ -337,6 +342,10 @@ static int parse_target(const char *url, char **host_out, char **key_out, char *
   }
   snprintf(key, kn, "%s:%s", host, port);
   *key_out = key;
+  if (uh_out && !safe) {
+    *uh_out = u;
+    u = NULL;
+  }
   rc = 0;
 out:
   curl_free(scheme);
@@ -962,6 +971,8 @@ static struct slot *slot_get(struct dltc_engine *e) {
   }
   if (c->max_body > 0)
     curl_easy_setopt(h, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)c->max_body);
+  if (e->no_proxy_env)
+    curl_easy_setopt(h, CURLOPT_PROXY, ""); /* what libcurl would find: spares its getenv()s */
   return s;
 }
 
@@ -988,7 +999,12 @@ static void start_one(struct dltc_engine *e, struct req *q, double now) {
   CURL *h = s->easy;
   q->slot = s;
   s->errbuf[0] = '\0';
-  curl_easy_setopt(h, CURLOPT_URL, q->send_url && q->cur_url == q->url ? q->send_url : q->cur_url);
+  /* a pooled handle may hold the CURLU of an earlier request: always set (or clear) it */
+  CURLU *uh = q->cur_url == q->url ? q->uh : NULL;
+  curl_easy_setopt(h, CURLOPT_CURLU, uh);
+  if (!uh)
+    curl_easy_setopt(h, CURLOPT_URL,
+                     q->send_url && q->cur_url == q->url ? q->send_url : q->cur_url);
   curl_easy_setopt(h, CURLOPT_PRIVATE, q);
   curl_easy_setopt(h, CURLOPT_WRITEDATA, q);
   curl_easy_setopt(h, CURLOPT_HEADERDATA, q);
@@ -1324,7 +1340,7 @@ static void redirect(struct dltc_engine *e, struct req *q, const char *loc, long
     return;
   }
   char pmsg[128];
-  int rc = parse_target(loc, &host, &key, &safe, pmsg, sizeof pmsg);
+  int rc = parse_target(loc, &host, &key, &safe, NULL, pmsg, sizeof pmsg);
   if (rc) {
     snprintf(msg, sizeof msg, "HTTP %ld redirect of %s refused: %s", status, q->safe_url, pmsg);
     finish_error(e, q, DLTC_EREFUSED, msg, now);
@@ -1971,6 +1987,17 @@ int dltc_engine_new(const struct dltc_engine_config *cfg, struct dltc_engine **o
   }
   if (!e->user_agent)
     goto nomem;
+  /* libcurl looks for a proxy in the environment at every transfer (five getenv()
+   * calls, each a walk of the environment); look once here, and when there is none
+   * tell it so. With a proxy variable set, libcurl keeps its own rules. */
+  {
+    static const char *const vars[] = {"http_proxy", "https_proxy", "HTTPS_PROXY",
+                                       "all_proxy",  "ALL_PROXY",   "HTTP_PROXY"};
+    e->no_proxy_env = 1;
+    for (size_t k = 0; k < sizeof vars / sizeof vars[0]; k++)
+      if (getenv(vars[k]))
+        e->no_proxy_env = 0;
+  }
   /* the engine's own lines first (n_std), each unless the client's headers name it */
   {
     char ua[600];
@@ -2150,7 +2177,8 @@ int dltc_engine_submit_request(struct dltc_engine *e, const struct dltc_request 
   if (strchr(url, '@') && note_userinfo(q, url) != 0)
     goto nomem;
   char msg[160];
-  int prc = parse_target(url, &q->orig_host, &q->host_key, &q->safe_url, msg, sizeof msg);
+  int prc = parse_target(url, &q->orig_host, &q->host_key, &q->safe_url,
+                         q->send_url ? NULL : &q->uh, msg, sizeof msg);
   if (prc == DLTC_ENOMEM)
     goto nomem;
   if (prc) {
@@ -2319,8 +2347,8 @@ int dltc_engine_add_auth(struct dltc_engine *e, const struct dltc_auth_spec *sp,
       goto out;
     }
     char msg[160];
-    int prc =
-        parse_target(sp->token_url, &a->token_host, &a->token_key, &a->token_safe, msg, sizeof msg);
+    int prc = parse_target(sp->token_url, &a->token_host, &a->token_key, &a->token_safe, NULL, msg,
+                           sizeof msg);
     if (prc == DLTC_ENOMEM)
       goto nomem;
     if (prc) {
