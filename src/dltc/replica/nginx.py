@@ -313,7 +313,10 @@ http {{
     tcp_nodelay on;
     keepalive_timeout 65;
     keepalive_requests 1000000;
-    open_file_cache max=20000 inactive=30s;
+    # every cached entry holds an open fd (two with a .gz twin): well under
+    # worker_rlimit_nofile, or a data set of many small files (60k comment pages)
+    # runs the worker out of fds, try_files sees "not found" and it is cached
+    open_file_cache max=4096 inactive=30s;
     open_file_cache_valid 2s;
     open_file_cache_errors on;
     etag off;
