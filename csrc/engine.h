@@ -49,7 +49,7 @@ struct dltc_engine_config {
   size_t max_pending;     /* submitted-but-unreturned cap; submit fails beyond */
   int loop;               /* enum dltc_loop */
   int decompress_caller;  /* 1: ask for gzip/br, hand the body over undecoded (see
-                             dltc_response.encoding); 0: libcurl decodes */
+                             dltc_response.encoding); 0: the engine decodes */
 };
 
 /* Defaults of docs/CONTRACTS.md section 3. Strings are not owned by the config. */

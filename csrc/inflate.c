@@ -7,9 +7,11 @@
 
 #include <brotli/decode.h>
 #include <libdeflate.h>
+#include <limits.h>
 #include <pthread.h>
 #include <string.h>
 #include <strings.h>
+#include <zlib.h>
 
 #include "arrow.h" /* dltc__malloc & co: one allocation hook for the whole core */
 
@@ -192,6 +194,80 @@ out:
   return rc;
 }
 
+static voidpf zlib_alloc(voidpf opaque, uInt items, uInt size) {
+  (void)opaque;
+  return (size_t)items > SIZE_MAX / size ? NULL : dltc__malloc((size_t)items * size);
+}
+static void zlib_free(voidpf opaque, voidpf p) {
+  (void)opaque;
+  dltc__free(p);
+}
+
+/* gzip decoded in steps (zlib), the ratio checked against the input consumed so far, as
+ * if the body were still arriving: for a body whose trailer announces more than the cap.
+ * A bomb ends after about max(ratio floor, max_ratio x the input read) of output; a
+ * truncated or corrupt body (whose "trailer" is any 4 bytes) is still told apart. */
+static int inflate_gzip_stream(const uint8_t *in, size_t n, size_t limit, double max_ratio,
+                               struct obuf *b, int *over_cap, int *by_ratio,
+                               struct dltc_error *err) {
+  z_stream z;
+  memset(&z, 0, sizeof z);
+  z.zalloc = zlib_alloc;
+  z.zfree = zlib_free;
+  if (inflateInit2(&z, 15 + 16) != Z_OK)
+    return dltc_error_set(err, DLTC_ENOMEM, "out of memory creating a gzip decoder");
+  int rc = 0;
+  size_t off = 0;
+  for (;;) {
+    if (b->cap - b->len < FIRST_GUESS_MIN / 4) {
+      if (b->cap > limit) {
+        *over_cap = 1;
+        goto out;
+      }
+      if ((rc = obuf_grow(b, next_cap(b->cap, limit + 1), DLTC_ENC_GZIP, err)))
+        goto out;
+    }
+    size_t avail = n - off > UINT_MAX ? UINT_MAX : n - off;
+    size_t room = b->cap - b->len > UINT_MAX ? UINT_MAX : b->cap - b->len;
+    z.next_in = (Bytef *)(uintptr_t)(in + off);
+    z.avail_in = (uInt)avail;
+    z.next_out = b->p + b->len;
+    z.avail_out = (uInt)room;
+    int zr = inflate(&z, Z_NO_FLUSH);
+    off += avail - z.avail_in;
+    b->len += room - z.avail_out;
+    if (b->len > limit ||
+        (b->len > DLTC_INFLATE_RATIO_FLOOR && (double)b->len > max_ratio * (double)off)) {
+      *over_cap = 1;
+      if (b->len <= limit)
+        *by_ratio = 1; /* stopped by the ratio so far, before the cap */
+      goto out;
+    }
+    if (zr == Z_STREAM_END) {
+      if (off == n || all_zero(in + off, n - off))
+        goto out;
+      if (n - off < 18 || in[off] != 0x1f || in[off + 1] != 0x8b) {
+        rc = dltc_error_set(err, DLTC_EPARSE,
+                            "gzip body of %zu bytes: trailing garbage at byte %zu", n, off);
+        goto out;
+      }
+      inflateReset(&z); /* the next member */
+    } else if (zr == Z_MEM_ERROR) {
+      rc = dltc_error_set(err, DLTC_ENOMEM, "out of memory decoding gzip body");
+      goto out;
+    } else if (zr != Z_OK && !(zr == Z_BUF_ERROR && off < n)) {
+      rc = dltc_error_set(err, DLTC_EPARSE,
+                          zr == Z_BUF_ERROR ? "gzip body of %zu bytes: truncated at byte %zu"
+                                            : "gzip body of %zu bytes: corrupt data at byte %zu",
+                          n, off);
+      goto out;
+    }
+  }
+out:
+  inflateEnd(&z);
+  return rc;
+}
+
 static void *brotli_alloc(void *opaque, size_t n) {
   (void)opaque;
   return dltc__malloc(n);
@@ -291,11 +367,17 @@ int dltc_inflate(const uint8_t *in, size_t n, enum dltc_encoding enc, size_t max
   } else {
     size_t first = dltc_inflate_size_hint(in, n, enc);
     if (enc == DLTC_ENC_GZIP && first > limit) {
-      /* the last member alone announces more than the cap (its true size is ISIZE
-       * plus a multiple of 4 GiB): refuse before a byte is decoded, so a bomb costs
-       * no memory; a trailer that lies makes the body corrupt, an error either way */
-      rc = cap_error(enc, n, limit, by_ratio, max_ratio, err);
-      goto out;
+      /* the trailer announces more than the cap: a bomb, or a cut-short body whose last
+       * 4 bytes are no trailer. Decode in steps so that a bomb stops early (it costs
+       * about the ratio floor, not the cap) and a cut is still reported as one. */
+      int stream_ratio = by_ratio;
+      if ((rc = inflate_gzip_stream(in, n, limit, max_ratio, &b, &over_cap, &stream_ratio, err)))
+        goto out;
+      if (over_cap) {
+        rc = cap_error(enc, n, limit, stream_ratio, max_ratio, err);
+        goto out;
+      }
+      goto done;
     }
     if (first == 0)
       first = n > FIRST_GUESS_MIN / 4 ? n * 4 : FIRST_GUESS_MIN;
@@ -312,6 +394,7 @@ int dltc_inflate(const uint8_t *in, size_t n, enum dltc_encoding enc, size_t max
       goto out;
     }
   }
+done:
   if (!b.p && (rc = obuf_grow(&b, 1, enc, err))) /* empty output still gets a buffer */
     goto out;
   *out = b.p;

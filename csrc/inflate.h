@@ -35,9 +35,10 @@ size_t dltc_inflate_size_hint(const uint8_t *in, size_t n, enum dltc_encoding en
  * returns 0, *out_len the size, *out either dst (the output fit in it) or a
  * buffer allocated with dltc__malloc that the caller frees with dltc__free.
  * Identity copies (or uses dst). gzip accepts concatenated members and trailing
- * NUL padding, and checks each member's CRC and size; a gzip body whose last
- * member's trailer announces more than the cap is refused before any decoding
- * (a bomb costs no memory). On failure *out is NULL
+ * NUL padding, and checks each member's CRC and size. A gzip body whose trailer
+ * announces more than the cap is decoded in steps with the ratio checked against
+ * the input read so far (zlib), so a bomb costs about the ratio floor, not the
+ * cap. On failure *out is NULL
  * and the code is DLTC_EPARSE (corrupt, truncated, trailing garbage), DLTC_ELIMIT
  * (a cap, named with its value), DLTC_ENOMEM or DLTC_EINVAL; the message names
  * the encoding and sizes but not the URL (the caller adds it). */

@@ -13,6 +13,7 @@ import base64
 import gzip
 import http.server
 import os
+import resource
 import signal
 import socket
 import subprocess
@@ -100,12 +101,14 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     routes: dict = {}
     seen: list = []
+    raw: list = []
 
     def log_message(self, *a):
         pass
 
     def do_GET(self):
         type(self).seen.append((self.path, dict(self.headers)))
+        type(self).raw.append(list(self.headers.items()))
         status, headers, body = type(self).routes.get(self.path, (404, {}, b"{}"))
         if callable(body):
             body = body(self)
@@ -120,7 +123,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 @pytest.fixture
 def tiny_server():
     """A threaded HTTP/1.1 server on 127.0.0.1; yields (base_url, handler class)."""
-    handler = type("H", (_Handler,), {"routes": {}, "seen": []})
+    handler = type("H", (_Handler,), {"routes": {}, "seen": [], "raw": []})
     srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     srv.daemon_threads = True
     t = threading.Thread(target=srv.serve_forever, daemon=True)
@@ -538,6 +541,58 @@ def test_headers_user_agent_and_secrets_never_in_errors(tiny_server):
         c.submit(base + "/echo")
         c.next(timeout=10)
     assert h.seen[-1][1]["User-Agent"] == "custom/1"
+
+
+def test_engine_headers_are_replaced_by_the_callers(tiny_server):
+    # User-Agent and Accept-Encoding are header lines of the engine's own: a client
+    # header or a request header of the same name replaces each (not a second line)
+    base, h = tiny_server
+    h.routes["/e"] = (200, {}, b"{}")
+    with Client(headers={"User-Agent": "client/2"}) as c:
+        c.submit(base + "/e")
+        c.next(timeout=10)
+        c.submit(base + "/e", headers={"accept-encoding": "identity", "User-Agent": "req/3"})
+        c.next(timeout=10)
+    (_, first), (_, second) = h.seen[-2:]
+    first, second = ({k.lower(): v for k, v in hd.items()} for hd in (first, second))
+    assert first["user-agent"] == "client/2" and "gzip" in first["accept-encoding"]
+    assert second["user-agent"] == "req/3" and second["accept-encoding"] == "identity"
+    # one line each: dict(headers) keeps the last of repeated names, so count the raw ones
+    raw = [n.lower() for n, _ in h.raw[-1]]
+    assert raw.count("user-agent") == 1 and raw.count("accept-encoding") == 1
+    with pytest.raises(ValueError, match="user_agent"):
+        Client(user_agent="x\r\nX-Injected: 1")
+
+
+def test_idle_connection_closed_by_the_server(tiny_server):
+    # The engine keeps an idle kept-alive socket in its epoll set (engine.c, on_socket).
+    # When the server closes it, the socket turns readable while libcurl is not watching
+    # it: the engine must stop watching it (no busy loop) and the next request must get
+    # a new connection.
+    base, h = tiny_server
+    closed = []
+    h.timeout = 0.2  # the server ends a connection idle for 0.2 s
+    h.finish = lambda self: (http.server.BaseHTTPRequestHandler.finish(self), closed.append(1))
+    h.routes["/a"] = (200, {}, b'{"a": 1}')
+    with Client() as c:
+        for i in range(3):
+            c.submit(base + "/a")
+            r = c.next(timeout=10)
+            assert r.error is None and r.body == b'{"a": 1}'
+            deadline = time.monotonic() + 20  # slack for a loaded machine, not a race
+            while len(closed) <= i and time.monotonic() < deadline:
+                time.sleep(0.02)
+            assert len(closed) == i + 1
+        # the closed socket stays readable (level-triggered): an engine still polling it
+        # spins a core for this whole second; an idle one uses next to no CPU. A loaded
+        # machine can only lower a spinner's share, so the bound cannot fail an idle engine.
+        ru0 = resource.getrusage(resource.RUSAGE_SELF)
+        time.sleep(1.0)
+        ru1 = resource.getrusage(resource.RUSAGE_SELF)
+        cpu = (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)
+        st = c.stats()
+    assert cpu < 0.5
+    assert st["connects"] == 3  # each request after a close connected anew
 
 
 def test_empty_on_and_non_retryable_404(data):

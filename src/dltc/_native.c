@@ -1291,7 +1291,7 @@ static PyType_Slot client_slots[] = {
      "Concurrent HTTP GETs on a libcurl engine thread, with per-host adaptive concurrency,\n"
      "retries, conditional requests and safety caps. Iterating yields Responses until nothing\n"
      "is pending.\n\n"
-     "decompress='engine' (default): libcurl decodes bodies on the engine thread.\n"
+     "decompress='engine' (default): the engine decodes gzip/br bodies (libdeflate/brotli).\n"
      "decompress='caller': the engine asks for gzip/br and hands bodies over as received\n"
      "(Response.content_encoding says how); decode them with dltc._native.inflate() on the\n"
      "consumer's threads (GIL released). max_body then counts wire bytes.\n\n"

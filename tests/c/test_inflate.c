@@ -185,6 +185,23 @@ static void test_bomb(void) {
   struct dltc_error err;
   uint8_t *out = NULL;
   size_t len = 0;
+  /* the gzip trailer announces 16 MiB, over the cap (200 x ~16 KiB): decoded in steps
+   * and stopped by the ratio so far once past the 1 MiB floor. Allocations: zlib's
+   * state and window, and the output doubling from 64 KiB to just past 1 MiB (6); a
+   * decode up to the cap would double 12 times */
+  dltc__alloc_fail_at(1L << 40);
+  CHECK(dltc_inflate(g, gn, DLTC_ENC_GZIP, (size_t)1 << 30, 200, NULL, 0, &out, &len, &err) ==
+            DLTC_ELIMIT &&
+        !out && strstr(err.msg, "max_ratio"));
+  CHECK(dltc__alloc_count() <= 8);
+  dltc__alloc_fail_at(0);
+  /* a trailer that lies (says 10 bytes): decoding starts, the cap still ends it */
+  uint8_t *liar = malloc(gn);
+  memcpy(liar, g, gn);
+  memcpy(liar + gn - 4, "\x0a\0\0\0", 4);
+  int lrc = dltc_inflate(liar, gn, DLTC_ENC_GZIP, (size_t)1 << 30, 200, NULL, 0, &out, &len, &err);
+  CHECK(lrc == DLTC_ELIMIT && !out);
+  free(liar);
   CHECK(dltc_inflate(g, gn, DLTC_ENC_GZIP, n, 1e6, NULL, 0, &out, &len, &err) == 0 && len == n);
   dltc__free(out);
   CHECK(dltc_inflate(b, bn, DLTC_ENC_BR, n, 1e6, NULL, 0, &out, &len, &err) == 0 && len == n);

@@ -11,7 +11,7 @@ PLOTS = ("fetch_latency.png", "goodput_limit.png", "decode_mb_s.png", "rss_archi
 
 LABELS = {
     "dltc": "dltc (64 in flight, inflate in the caller as the sources do)",
-    "dltc_libcurl_inflate": "dltc, libcurl inflates (64)",
+    "dltc_libcurl_inflate": "dltc, the engine inflates (64)",  # key kept from when libcurl did
     "dltc_concurrency_1": "dltc, 1 in flight",
     "dlt_requests_5_threads": "dlt requests helper, 5 threads",
     "wrk": "wrk (64; parses nothing)",
