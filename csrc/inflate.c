@@ -11,6 +11,7 @@
 #include <pthread.h>
 #include <string.h>
 #include <strings.h>
+#define ZLIB_CONST /* next_in is const: the input is never written */
 #include <zlib.h>
 
 #include "arrow.h" /* dltc__malloc & co: one allocation hook for the whole core */
@@ -229,7 +230,7 @@ static int inflate_gzip_stream(const uint8_t *in, size_t n, size_t limit, double
     }
     size_t avail = n - off > UINT_MAX ? UINT_MAX : n - off;
     size_t room = b->cap - b->len > UINT_MAX ? UINT_MAX : b->cap - b->len;
-    z.next_in = (Bytef *)(uintptr_t)(in + off);
+    z.next_in = in + off;
     z.avail_in = (uInt)avail;
     z.next_out = b->p + b->len;
     z.avail_out = (uInt)room;
