@@ -143,7 +143,7 @@ FUZZ_INFLATE_SRC := tests/fuzz/fuzz_inflate.c csrc/inflate.c csrc/arrow.c csrc/e
 build/fuzz_inflate: $(FUZZ_INFLATE_SRC) csrc/inflate.h csrc/arrow.h csrc/error.h | .stamp-apt
 	@mkdir -p build
 	clang -std=c11 -D_GNU_SOURCE -g -O1 -Wall -Wextra -Werror -fsanitize=fuzzer,address,undefined \
-	  -fno-sanitize-recover=undefined -Icsrc $(FUZZ_INFLATE_SRC) -ldeflate -lbrotlidec -lm -o $@
+	  -fno-sanitize-recover=undefined -Icsrc $(FUZZ_INFLATE_SRC) -ldeflate -lbrotlidec -lz -lm -o $@
 
 .PHONY: fuzz-inflate
 fuzz: fuzz-inflate fuzz-headers
