@@ -564,6 +564,7 @@ def test_engine_headers_are_replaced_by_the_callers(tiny_server):
         Client(user_agent="x\r\nX-Injected: 1")
 
 
+@pytest.mark.timing
 def test_idle_connection_closed_by_the_server(tiny_server):
     # The engine keeps an idle kept-alive socket in its epoll set (engine.c, on_socket).
     # When the server closes it, the socket turns readable while libcurl is not watching
