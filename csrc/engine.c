@@ -1406,10 +1406,8 @@ static int decode_body(struct dltc_engine *e, struct req *q, char *msg, size_t s
   const uint8_t *in = (const uint8_t *)q->r.body;
   size_t n = q->r.body_len, max = (size_t)e->cfg.max_body;
   enum dltc_encoding enc = (enum dltc_encoding)q->r.encoding;
-  /* the cap dltc_inflate applies: max_body, or the ratio bound once past its floor */
-  double rl = fmax(e->cfg.max_ratio * (double)n, (double)DLTC_INFLATE_RATIO_FLOOR);
-  int by_ratio = rl < (double)max;
-  size_t limit = by_ratio ? (size_t)rl : max;
+  int by_ratio;
+  size_t limit = dltc_inflate_cap(n, max, e->cfg.max_ratio, &by_ratio);
   /* a buffer of the announced size (+1 for the NUL): the usual case needs no regrowth;
    * the announcement may lie, so never more than the cap */
   size_t hint = dltc_inflate_size_hint(in, n, enc);
@@ -1538,15 +1536,13 @@ static void on_done(struct dltc_engine *e, struct req *q, CURLcode rc, double no
       if (v && dltc_link_find(v, strlen(v), "next", &off, &len) == 0)
         q->r.link_next = strndup(v + off, len);
     }
-    {
-      enum dltc_encoding enc;
-      struct dltc_error eerr;
-      if (dltc_encoding_parse(hdr_find(q, "Content-Encoding"), &enc, &eerr) == 0) {
-        q->r.encoding = q->r.body_len ? (int)enc : DLTC_ENC_IDENTITY;
-      } else if (status >= 200 && status < 300) {
-        bad_encoding = 1; /* the body would be unreadable: fail it here, named */
-        snprintf(msg, sizeof msg, "%.200s from %s", eerr.msg, q->safe_url);
-      }
+    enum dltc_encoding enc;
+    struct dltc_error eerr;
+    if (dltc_encoding_parse(hdr_find(q, "Content-Encoding"), &enc, &eerr) == 0) {
+      q->r.encoding = q->r.body_len ? (int)enc : DLTC_ENC_IDENTITY;
+    } else if (status >= 200 && status < 300) {
+      bad_encoding = 1; /* the body would be unreadable: fail it here, named */
+      snprintf(msg, sizeof msg, "%.200s from %s", eerr.msg, q->safe_url);
     }
   } else {
     snprintf(q->last, sizeof q->last, "transport error for %s: %s", q->safe_url,
@@ -1707,10 +1703,18 @@ static int on_socket(CURL *easy, curl_socket_t fd, int what, void *ud, void *soc
   (void)easy;
   (void)sockp;
   struct dltc_engine *e = ud;
-  struct fdstate *st = fd_state(e, fd), none = {0};
+  struct epoll_event ev = {.data.fd = fd};
+  if (what & CURL_POLL_IN)
+    ev.events |= EPOLLIN;
+  if (what & CURL_POLL_OUT)
+    ev.events |= EPOLLOUT;
+  struct fdstate *st = fd_state(e, fd);
   if (!st) { /* out of memory for the table: plain ADD/DEL for this fd */
-    st = &none;
-    none.events = EPOLLIN | EPOLLOUT; /* unknown: never skip a call */
+    if (what == CURL_POLL_REMOVE)
+      epoll_ctl(e->epfd, EPOLL_CTL_DEL, fd, NULL);
+    else if (epoll_ctl(e->epfd, EPOLL_CTL_ADD, fd, &ev) != 0 && errno == EEXIST)
+      epoll_ctl(e->epfd, EPOLL_CTL_MOD, fd, &ev);
+    return 0;
   }
   if (what == CURL_POLL_REMOVE) {
     st->watch = 0;
@@ -1720,14 +1724,8 @@ static int on_socket(CURL *easy, curl_socket_t fd, int what, void *ud, void *soc
     }
     return 0;
   }
-  struct epoll_event ev = {0};
-  ev.data.fd = fd;
-  if (what & CURL_POLL_IN)
-    ev.events |= EPOLLIN;
-  if (what & CURL_POLL_OUT)
-    ev.events |= EPOLLOUT;
   st->watch = 1;
-  if (st->events == ev.events && st != &none)
+  if (st->events == ev.events)
     return 0; /* already so in the set: the idle connection libcurl takes up again */
   if (st->events) {
     epoll_ctl(e->epfd, EPOLL_CTL_MOD, fd, &ev);

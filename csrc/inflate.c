@@ -333,6 +333,16 @@ out:
   return rc;
 }
 
+size_t dltc_inflate_cap(size_t n, size_t max_out, double max_ratio, int *by_ratio) {
+  double rl = max_ratio * (double)n;
+  size_t ratio_limit = rl >= (double)SIZE_MAX / 2 ? SIZE_MAX / 2 : (size_t)rl;
+  if (ratio_limit < DLTC_INFLATE_RATIO_FLOOR)
+    ratio_limit = DLTC_INFLATE_RATIO_FLOOR;
+  *by_ratio = ratio_limit < max_out;
+  size_t limit = *by_ratio ? ratio_limit : max_out;
+  return limit > SIZE_MAX / 2 ? SIZE_MAX / 2 : limit;
+}
+
 int dltc_inflate(const uint8_t *in, size_t n, enum dltc_encoding enc, size_t max_out,
                  double max_ratio, uint8_t *dst, size_t dst_cap, uint8_t **out, size_t *out_len,
                  struct dltc_error *err) {
@@ -345,15 +355,8 @@ int dltc_inflate(const uint8_t *in, size_t n, enum dltc_encoding enc, size_t max
     rc = dltc_error_set(err, DLTC_EINVAL, "inflate: bad argument (max_ratio < 1 or encoding)");
     goto out;
   }
-  /* the single cap: max_out, or the ratio bound once past the floor */
-  double rl = max_ratio * (double)n;
-  size_t ratio_limit = rl >= (double)SIZE_MAX / 2 ? SIZE_MAX / 2 : (size_t)rl;
-  if (ratio_limit < DLTC_INFLATE_RATIO_FLOOR)
-    ratio_limit = DLTC_INFLATE_RATIO_FLOOR;
-  int by_ratio = ratio_limit < max_out;
-  size_t limit = by_ratio ? ratio_limit : max_out;
-  if (limit > SIZE_MAX / 2)
-    limit = SIZE_MAX / 2;
+  int by_ratio;
+  size_t limit = dltc_inflate_cap(n, max_out, max_ratio, &by_ratio);
 
   if (enc == DLTC_ENC_IDENTITY || n == 0) {
     if (n > max_out) {

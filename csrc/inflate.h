@@ -29,6 +29,10 @@ const char *dltc_encoding_name(enum dltc_encoding enc);
  * the last member, mod 2^32), else 0. A hint only: the input may lie. */
 size_t dltc_inflate_size_hint(const uint8_t *in, size_t n, enum dltc_encoding enc);
 
+/* The one cap on the output of decoding n input bytes: max_out, or, once that is
+ * more than DLTC_INFLATE_RATIO_FLOOR, max_ratio * n (then *by_ratio is 1). */
+size_t dltc_inflate_cap(size_t n, size_t max_out, double max_ratio, int *by_ratio);
+
 /* Decode in[0..n) of encoding enc. The output may be at most max_out bytes, and
  * once over DLTC_INFLATE_RATIO_FLOOR at most max_ratio * n bytes (max_ratio >= 1).
  * dst (may be NULL) is a caller buffer of dst_cap bytes tried first. On success
