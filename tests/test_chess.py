@@ -439,6 +439,7 @@ def test_filesystem_delta(loaded, server, tmp_path):
 # ---- streaming ---------------------------------------------------------------------------
 
 
+@pytest.mark.timing
 def test_batches_are_yielded_while_requests_are_still_pending(data, tmp_path):
     """players -> archives -> games is pipelined and batches leave as they complete: the
     first games batch reaches dlt long before the last response arrives."""
@@ -452,7 +453,13 @@ def test_batches_are_yielded_while_requests_are_still_pending(data, tmp_path):
         p = _pipeline(tmp_path, "stream")
         p.run(src)
     total = last["requests"]
-    assert len(at_yield) > 5
+    # a batch is cut once it holds >= 200 rows, so it overshoots by less than one archive's
+    # games: whatever order the archives arrive in, the games make at least this many
+    # batches (a fixed count, as before, fails when big archives happen to land last)
+    per_archive = [len(json.loads(f.read_text())["games"])
+                   for f in Path(data).glob("pub/player/*/games/*/*.json")]
+    least = -(-meta["games"] // (199 + max(per_archive)))
+    assert len(at_yield) >= least, (least, at_yield)
     # several batches went to dlt while month requests were still queued or in flight
     early = [(done, queued) for done, queued in at_yield if queued > 0]
     assert len(early) >= 3 and early[0][0] < total, at_yield
